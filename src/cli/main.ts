@@ -1,0 +1,184 @@
+#!/usr/bin/env node
+import { Command, Option } from 'commander';
+import { type Config, ConfigError, loadConfig } from '../core/config.js';
+import { renderConfigReference } from '../core/config-docs.js';
+import { StanzaError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
+import { openServer, startLethe } from '../lethe.js';
+import { renderCategoryTable } from '../privacy/categories-report.js';
+import { type Jid, JidError } from '../xml/jid.js';
+import { readPassword } from './password.js';
+
+const program = new Command('lethe')
+  .description('Lethe: a federated XMPP server that is privacy-compliant by construction')
+  .addOption(new Option('-c, --config <path>', 'configuration file (YAML)').env('LETHE_CONFIG'))
+  .showHelpAfterError();
+
+function config(): Config {
+  return loadConfig(program.opts<{ config?: string }>().config);
+}
+
+/** The command line that reaches this same server, for messages that tell the user what to run next. */
+function selfCommand(): string {
+  const path = program.opts<{ config?: string }>().config;
+  return `npx lethe${path ? ` --config ${path}` : ''}`;
+}
+
+async function withServer<T>(fn: (server: Awaited<ReturnType<typeof openServer>>) => Promise<T>): Promise<T> {
+  const cfg = config();
+  const server = await openServer(cfg, createLogger({ log: { ...cfg.log, level: 'warn' } }));
+  try {
+    return await fn(server);
+  } finally {
+    await server.close();
+  }
+}
+
+function parseUser(address: string, server: { accounts: { checkJid(a: string): Jid } }): Jid {
+  return server.accounts.checkJid(address);
+}
+
+program
+  .command('start')
+  .description('start the server')
+  .action(async () => {
+    const cfg = config();
+    const running = await startLethe(cfg);
+    const { ports } = running;
+    const lines = [
+      `Lethe is running for ${cfg.domains.join(', ')}`,
+      `  clients: port ${ports.starttls} (STARTTLS${cfg.c2s.requireEncryption ? ', required' : ''})${
+        ports.directTls !== null ? `, port ${ports.directTls} (direct TLS)` : ''
+      } on ${cfg.c2s.host}`,
+      `  data:    ${cfg.dataDir}`,
+      `  TLS:     ${running.certPath}${running.selfSigned ? ' (self-signed; clients must accept it)' : ''}`,
+      `Add a user with: ${selfCommand()} user add alice@${cfg.domains[0]}`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+    const shutdown = async (signal: string) => {
+      process.stdout.write(`${signal}: stopping\n`);
+      await running.stop();
+      process.exit(0);
+    };
+    process.once('SIGINT', () => void shutdown('SIGINT'));
+    process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  });
+
+program
+  .command('check-config')
+  .description('validate the configuration and print what it resolves to')
+  .action(() => {
+    const cfg = config();
+    process.stdout.write(
+      `configuration ${cfg.source ?? '(defaults, no file)'} is valid\n` +
+        `  domains: ${cfg.domains.join(', ')}\n  data:    ${cfg.dataDir}\n  database: ${cfg.databasePath}\n` +
+        `  clients: ${cfg.c2s.host}:${cfg.c2s.port} (STARTTLS)${cfg.c2s.directTlsPort !== null ? `, ${cfg.c2s.directTlsPort} (direct TLS)` : ''}\n`,
+    );
+  });
+
+program
+  .command('config-reference')
+  .description('print the reference of every configuration key (Markdown)')
+  .action(() => {
+    process.stdout.write(renderConfigReference());
+  });
+
+program
+  .command('privacy')
+  .description('what the server stores about people')
+  .command('categories')
+  .description('print every registered data category: purpose, legal basis, retention, recipients (Markdown)')
+  .action(async () => {
+    await withServer(async (server) => {
+      process.stdout.write(`${renderCategoryTable(server.privacy)}\n`);
+    });
+  });
+
+const user = program.command('user').description('manage user accounts');
+
+user
+  .command('add <jid>')
+  .description('create an account, e.g. alice@localhost')
+  .option('--password-stdin', 'read the password from standard input instead of prompting')
+  .action(async (address: string, opts: { passwordStdin?: boolean }) => {
+    await withServer(async (server) => {
+      const jid = parseUser(address, server);
+      if (await server.accounts.exists(jid)) throw new StanzaError('conflict', `${jid} already exists`);
+      const password = await readPassword({ stdin: !!opts.passwordStdin, confirm: true });
+      await server.accounts.create(jid, password);
+      process.stdout.write(`created ${jid}\n`);
+    });
+  });
+
+user
+  .command('bulk-add')
+  .description('create <prefix>1 … <prefix><count> with one password (load tests, staging)')
+  .requiredOption('--prefix <prefix>', 'user name prefix')
+  .requiredOption('--count <n>', 'how many accounts', (v) => Number.parseInt(v, 10))
+  .option('--domain <domain>', 'domain (default: the first configured one)')
+  .option('--password-stdin', 'read the password from standard input instead of prompting')
+  .action(async (opts: { prefix: string; count: number; domain?: string; passwordStdin?: boolean }) => {
+    if (!Number.isInteger(opts.count) || opts.count < 1 || opts.count > 1_000_000)
+      throw new Error('--count must be a whole number from 1 to 1000000');
+    await withServer(async (server) => {
+      const domain = opts.domain ?? (server.config.domains[0] as string);
+      const password = await readPassword({ stdin: !!opts.passwordStdin, confirm: true });
+      let created = 0;
+      for (let i = 1; i <= opts.count; i++) {
+        const jid = parseUser(`${opts.prefix}${i}@${domain}`, server);
+        if (await server.accounts.exists(jid)) continue;
+        await server.accounts.create(jid, password);
+        created++;
+      }
+      process.stdout.write(`created ${created} accounts (${opts.count - created} existed already)\n`);
+    });
+  });
+
+user
+  .command('passwd <jid>')
+  .description("set a user's password")
+  .option('--password-stdin', 'read the password from standard input instead of prompting')
+  .action(async (address: string, opts: { passwordStdin?: boolean }) => {
+    await withServer(async (server) => {
+      const jid = parseUser(address, server);
+      if (!(await server.accounts.exists(jid))) throw new StanzaError('item-not-found', `${jid} does not exist`);
+      const password = await readPassword({ stdin: !!opts.passwordStdin, confirm: true });
+      await server.accounts.setPassword(jid, password);
+      process.stdout.write(`password changed for ${jid}\n`);
+    });
+  });
+
+user
+  .command('list')
+  .description('list accounts')
+  .option('--domain <domain>', 'only this domain')
+  .action(async (opts: { domain?: string }) => {
+    await withServer(async (server) => {
+      for await (const row of server.accounts.list(opts.domain))
+        process.stdout.write(`${row.jid}\t${row.status}\t${row.created_at}\n`);
+    });
+  });
+
+user
+  .command('remove <jid>')
+  .description('delete an account and every piece of its data, through the privacy registry')
+  .action(async (address: string) => {
+    await withServer(async (server) => {
+      const jid = parseUser(address, server);
+      const receipt = await server.accounts.remove(jid);
+      process.stdout.write(`removed ${jid}:\n`);
+      for (const line of receipt) process.stdout.write(`  ${line.category}: ${line.removed} item(s) deleted\n`);
+    });
+  });
+
+function explain(err: unknown): string {
+  if (err instanceof ConfigError) return err.message;
+  if (err instanceof StanzaError || err instanceof JidError) return `error: ${err.message}`;
+  if (err instanceof Error) return `error: ${err.message}`;
+  return `error: ${String(err)}`;
+}
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`${explain(err)}\n`);
+  process.exit(err instanceof ConfigError ? 2 : 1);
+});

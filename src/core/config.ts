@@ -1,0 +1,522 @@
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { Jid, JidError } from '../xml/jid.js';
+
+/**
+ * The configuration schema is the single source of truth for every key, its type, default and
+ * documentation: docs/configuration.md is generated from it (`npm run docs`) and a test
+ * checks the two have not drifted.
+ */
+
+const port = z.number().int().min(0).max(65535);
+const seconds = z.number().int().min(0);
+
+const domainName = z.string().superRefine((value, ctx) => {
+  try {
+    const jid = Jid.parse(value);
+    if (jid.local || jid.resource)
+      ctx.addIssue({ code: 'custom', message: 'must be a bare domain name, without @ or /' });
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: err instanceof JidError ? err.message : String(err) });
+  }
+});
+
+const c2sSchema = z
+  .strictObject({
+    host: z.string().default('0.0.0.0').describe('Address the client listeners bind to.'),
+    port: port.default(5222).describe('Client port with STARTTLS (RFC 6120). 0 picks a free port.'),
+    directTlsPort: port
+      .nullable()
+      .default(5223)
+      .describe('Client port with TLS from the first byte (XEP-0368). null disables it; 0 picks a free port.'),
+    requireEncryption: z
+      .boolean()
+      .default(true)
+      .describe('Refuse to authenticate clients before TLS. Turn off only for tests on loopback.'),
+    resourceConflict: z
+      .enum(['kick-old', 'refuse', 'random'])
+      .default('kick-old')
+      .describe(
+        'What happens when a client binds a resource that is in use (RFC 6120 §7.7.2.2): `kick-old` closes the old session with a `conflict` error, `refuse` answers the new one with `conflict`, `random` gives the new one a generated resource.',
+      ),
+    authTimeout: seconds
+      .default(60)
+      .describe('Seconds a new connection has to authenticate and bind before it is closed with `connection-timeout`.'),
+    idleTimeout: seconds
+      .default(3600)
+      .describe(
+        'Seconds without any data from an authenticated client before the stream is closed with `connection-timeout`. 0 disables.',
+      ),
+    keepaliveInterval: seconds
+      .default(300)
+      .describe(
+        'Seconds of silence after which the server sends a whitespace keepalive, so dead peers are noticed. 0 disables.',
+      ),
+  })
+  .prefault({});
+
+const tlsSchema = z
+  .strictObject({
+    cert: z
+      .string()
+      .nullable()
+      .default(null)
+      .describe(
+        'PEM certificate chain. null generates a self-signed certificate for the domains under `<dataDir>/tls/` on first start.',
+      ),
+    key: z.string().nullable().default(null).describe('PEM private key for `cert`. Required when `cert` is set.'),
+    minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('Lowest TLS version accepted.'),
+  })
+  .prefault({});
+
+const limitsSchema = z
+  .strictObject({
+    maxStanzaBytes: z
+      .number()
+      .int()
+      .min(10_000)
+      .default(262_144)
+      .describe('Largest stanza accepted, in bytes; a larger one closes the stream with `policy-violation`.'),
+    maxDepth: z.number().int().min(4).max(1000).default(32).describe('Deepest element nesting accepted in a stanza.'),
+    maxAttributes: z.number().int().min(4).max(1000).default(64).describe('Most attributes accepted on one element.'),
+  })
+  .prefault({});
+
+export const saslMechanisms = [
+  'SCRAM-SHA-256-PLUS',
+  'SCRAM-SHA-1-PLUS',
+  'SCRAM-SHA-256',
+  'SCRAM-SHA-1',
+  'PLAIN',
+] as const;
+
+const authSchema = z
+  .strictObject({
+    mechanisms: z
+      .array(z.enum(saslMechanisms))
+      .min(1)
+      .default([...saslMechanisms])
+      .describe(
+        'SASL mechanisms offered. PLAIN is only ever offered over TLS; -PLUS only where channel binding works.',
+      ),
+    channelBindingDowngrade: z
+      .enum(['allow', 'refuse'])
+      .default('allow')
+      .describe(
+        "A client that supports channel binding but uses none although -PLUS was offered sends SCRAM's `y` flag. `refuse` fails it as RFC 5802 §6 says (it detects an attacker stripping -PLUS); `allow` admits it, because clients whose only binding type is tls-unique (slixmpp 1.8, for one) cannot bind over TLS 1.3 and have no other way in.",
+      ),
+    scramIterations: z
+      .number()
+      .int()
+      .min(4096)
+      .max(10_000_000)
+      .default(10_000)
+      .describe('PBKDF2 iteration count for newly set passwords (stored as SCRAM keys only, never as passwords).'),
+  })
+  .prefault({});
+
+const storageSchema = z
+  .strictObject({
+    engine: z.enum(['sqlite']).default('sqlite').describe('Storage engine. `sqlite` is embedded and needs no set-up.'),
+    path: z.string().nullable().default(null).describe('SQLite database file. null means `<dataDir>/lethe.sqlite`.'),
+  })
+  .prefault({});
+
+const logSchema = z
+  .strictObject({
+    level: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info')
+      .describe('Log level. Message content is never logged at `info` or above.'),
+    ip: z
+      .enum(['none', 'truncated', 'full'])
+      .default('none')
+      .describe(
+        'How client IP addresses appear in logs: `none` (default), `truncated` (IPv4 /24, IPv6 /48) or `full`. They are never written to the database.',
+      ),
+  })
+  .prefault({});
+
+const rosterSchema = z
+  .strictObject({
+    maxItems: z.number().int().min(1).default(1000).describe('Most contacts one roster may hold.'),
+  })
+  .prefault({});
+
+const blockingSchema = z
+  .strictObject({
+    maxItems: z
+      .number()
+      .int()
+      .min(1)
+      .default(1000)
+      .describe(
+        'Most addresses one user may block (XEP-0191); a block command that would go beyond it is refused with `not-acceptable`.',
+      ),
+  })
+  .prefault({});
+
+const vcardSchema = z
+  .strictObject({
+    maxBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .default(196_608)
+      .describe(
+        'Largest vCard accepted, in bytes of XML; a larger one is refused with `not-acceptable`. The avatar photo makes up most of a vCard, so the default leaves room for a small one. A vCard travels in one stanza, so `limits.maxStanzaBytes` caps this too.',
+      ),
+  })
+  .prefault({});
+
+const privateSchema = z
+  .strictObject({
+    maxBytesPerUser: z
+      .number()
+      .int()
+      .min(1024)
+      .default(1_048_576)
+      .describe('Most bytes of XML one user may keep in private storage, all namespaces together.'),
+    maxEntries: z
+      .number()
+      .int()
+      .min(1)
+      .default(100)
+      .describe('Most namespaces (bookmarks, notes, app settings, ...) one user may keep in private storage.'),
+  })
+  .prefault({});
+
+const discoSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .min(1)
+      .nullable()
+      .default(null)
+      .describe(
+        'Name of the server in its service discovery identity (XEP-0030), e.g. the service’s name. null gives none, so the software is not named.',
+      ),
+  })
+  .prefault({});
+
+const versionSchema = z
+  .strictObject({
+    disclose: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Answer software version requests (XEP-0092). Off by default: the exact version tells attackers which flaws to try; when off, the feature is not advertised and requests get `service-unavailable`.',
+      ),
+    name: z.string().min(1).default('Lethe').describe('Software name given when `disclose` is on.'),
+    os: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Also give the operating system’s name (e.g. `Linux`, never the kernel release) when `disclose` is on.',
+      ),
+  })
+  .prefault({});
+
+/** xmpp: (RFC 5122), mailto: (RFC 6068) or https: URIs: what a person can use to reach the operator. */
+function contactUriProblem(value: string): string | undefined {
+  const colon = value.indexOf(':');
+  const scheme = value.slice(0, colon + 1).toLowerCase();
+  const rest = value.slice(colon + 1).split('?')[0] as string;
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rest);
+  } catch {
+    return 'contains an invalid %-escape';
+  }
+  if (scheme === 'xmpp:')
+    return !rest.startsWith('/') && Jid.tryParse(decoded) ? undefined : 'is not an xmpp: URI of a valid JID';
+  if (scheme === 'mailto:')
+    return /^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(decoded) ? undefined : 'is not a mailto: URI of an email address';
+  if (scheme === 'https:') return URL.canParse(value) ? undefined : 'is not a valid https: URL';
+  return 'must be an xmpp:, mailto: or https: URI';
+}
+
+const contactUris = (who: string) =>
+  z
+    .array(
+      z.string().superRefine((value, ctx) => {
+        const problem = contactUriProblem(value);
+        if (problem) ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} ${problem}` });
+      }),
+    )
+    .default([])
+    .describe(`Addresses (\`xmpp:\`, \`mailto:\` or \`https:\` URIs) for ${who}.`);
+
+const contactAddressesSchema = z
+  .strictObject({
+    abuse: contactUris('reporting abuse (spam, harassment) coming from this server'),
+    admin: contactUris('the server’s administrators'),
+    feedback: contactUris('feedback from users'),
+    sales: contactUris('sales and marketing'),
+    security: contactUris('reporting security problems'),
+    status: contactUris('the service’s status page or feed'),
+    support: contactUris('user support'),
+    privacy: contactUris(
+      'the data-protection contact (GDPR art. 13(1)(b)); served as the unregistered field `x-privacy-addresses`',
+    ),
+  })
+  .prefault({});
+
+const smSchema = z
+  .strictObject({
+    resumeTimeout: seconds
+      .default(300)
+      .describe(
+        'Seconds a session whose connection dropped is kept for resumption (XEP-0198) when the client does not ask for a time (`max`). Meanwhile it stays available and what is sent to it is queued; afterwards it ends, and unacknowledged messages go to another resource, offline storage, or back to the sender as errors.',
+      ),
+    maxResumeTimeout: seconds
+      .default(900)
+      .describe(
+        'Longest resumption time granted: a client asking for more (`max`) gets this. 0 turns resumption off (acknowledgements still work).',
+      ),
+    maxQueue: z
+      .number()
+      .int()
+      .min(1)
+      .default(500)
+      .describe(
+        'Most stanzas sent to a session and not yet acknowledged. One more ends the session with the stream error `resource-constraint` (a detached session just ends); its unacknowledged messages are redelivered as on a resumption timeout.',
+      ),
+    requestAckAfter: z
+      .number()
+      .int()
+      .min(1)
+      .default(1)
+      .describe(
+        'Unacknowledged stanzas after which the server asks the client for an acknowledgement (`<r/>`). One request at a time; stanzas sent together share one.',
+      ),
+  })
+  .prefault({});
+
+const csiSchema = z
+  .strictObject({
+    holdPresence: z
+      .boolean()
+      .default(true)
+      .describe(
+        'While a client says it is inactive (XEP-0352), hold presence updates (only the latest from each address) until it is active again or any other stanza is sent to it.',
+      ),
+    dropChatStates: z
+      .boolean()
+      .default(true)
+      .describe('While a client is inactive, drop messages that carry only chat states (XEP-0085, e.g. "is typing").'),
+    maxHeld: z
+      .number()
+      .int()
+      .min(1)
+      .default(500)
+      .describe('Most presence updates held for an inactive client; one more sends them all.'),
+  })
+  .prefault({});
+
+const offlineSchema = z
+  .strictObject({
+    maxPerUser: z
+      .number()
+      .int()
+      .min(0)
+      .default(1000)
+      .describe(
+        'Most messages kept for one user while they are offline (XEP-0160). One more is refused with `service-unavailable`, as XEP-0160 says for a full queue. 0 turns offline storage off.',
+      ),
+    retentionDays: z
+      .number()
+      .int()
+      .min(1)
+      .default(30)
+      .describe(
+        'Days an offline message is kept when its recipient does not log in; older ones are deleted unread. Delivered messages are deleted at once.',
+      ),
+    sweepInterval: seconds
+      .min(1)
+      .default(3600)
+      .describe('Seconds between runs of the sweeper that deletes offline messages older than `retentionDays`.'),
+  })
+  .prefault({});
+
+const registerSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('Let anyone who can reach the server create an account in-band (XEP-0077). Off by default.'),
+    minPasswordLength: z
+      .number()
+      .int()
+      .min(1)
+      .default(8)
+      .describe('Shortest password accepted at in-band registration and password change.'),
+    attemptsPerAddress: z
+      .number()
+      .int()
+      .min(1)
+      .default(5)
+      .describe(
+        'In-band registration attempts allowed from one client address per window. Counted in memory only: the address is never stored.',
+      ),
+    windowSeconds: seconds.default(3600).describe('The window for `register.attemptsPerAddress`, in seconds.'),
+    allowPasswordChange: z
+      .boolean()
+      .default(true)
+      .describe('Let logged-in users change their password in-band (XEP-0077 §3.3).'),
+    allowRemove: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Let logged-in users delete their account in-band (XEP-0077 `<remove/>`); it erases everything through the privacy registry.',
+      ),
+  })
+  .prefault({});
+
+export const configSchema = z.strictObject({
+  domain: z
+    .union([domainName, z.array(domainName).min(1)])
+    .default('localhost')
+    .describe('The XMPP domain this server hosts, or a list of them. Users are `name@domain`.'),
+  dataDir: z
+    .string()
+    .default('./data')
+    .describe('Directory for the database, generated keys and certificates. Relative to the config file.'),
+  c2s: c2sSchema.describe('Client-to-server listeners.'),
+  tls: tlsSchema.describe('TLS certificates and settings.'),
+  limits: limitsSchema.describe('Input limits (RFC 6120 §13.12).'),
+  auth: authSchema.describe('Authentication.'),
+  storage: storageSchema.describe('Where data is stored.'),
+  log: logSchema.describe('Logging.'),
+  roster: rosterSchema.describe('Rosters (RFC 6121).'),
+  blocking: blockingSchema.describe('Blocking command (XEP-0191): the addresses each user refuses all traffic with.'),
+  sm: smSchema.describe('Stream management (XEP-0198): acknowledgements and resumption.'),
+  csi: csiSchema.describe('Client state indication (XEP-0352): less traffic to clients in the background.'),
+  offline: offlineSchema.describe('Offline messages (XEP-0160): kept for users who are not online.'),
+  vcard: vcardSchema.describe('vCards (XEP-0054), the public profiles that carry avatars (XEP-0153).'),
+  private: privateSchema.describe('Private XML storage (XEP-0049), which also holds bookmarks (XEP-0048).'),
+  disco: discoSchema.describe('Service discovery (XEP-0030).'),
+  version: versionSchema.describe('Software version (XEP-0092).'),
+  register: registerSchema.describe('In-band registration and account management (XEP-0077).'),
+  contactAddresses: contactAddressesSchema.describe(
+    'Contact addresses of the service (XEP-0157), shown in its service discovery information. Empty lists are left out.',
+  ),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+type ParsedConfig = z.output<typeof configSchema>;
+
+export interface Config extends Omit<ParsedConfig, 'domain'> {
+  /** Hosted domains, the first one is the primary. */
+  domains: string[];
+  /** Absolute paths, resolved against the config file's directory. */
+  dataDir: string;
+  databasePath: string;
+  /** Where the config came from, for messages; undefined when defaults were used. */
+  source: string | undefined;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}
+
+/** A hint for each kind of problem, so every error names the key and the fix. */
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+  const key = issue.path.join('.') || '(top level)';
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const where = issue.path.length ? `${key}.` : '';
+      return `${issue.keys.map((k) => `${where}${k}`).join(', ')}: unknown key; remove it or check its spelling against docs/configuration.md`;
+    }
+    case 'invalid_type':
+      return `${key}: expected ${issue.expected}, got ${describeValue(valueAt(raw, issue.path))}; set it to a ${issue.expected} or remove it to use the default`;
+    case 'invalid_value':
+      return `${key}: ${issue.message}; use one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'too_small':
+    case 'too_big':
+      return `${key}: ${issue.message}; change the value or remove it to use the default`;
+    default:
+      return `${key}: ${issue.message}`;
+  }
+}
+
+function valueAt(raw: unknown, path: PropertyKey[]): unknown {
+  let v = raw;
+  for (const p of path) v = v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[p] : undefined;
+  return v;
+}
+
+function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  return `${typeof v} ${JSON.stringify(v)}`;
+}
+
+/** Validates an already parsed configuration object. `baseDir` anchors relative paths. */
+export function buildConfig(raw: unknown, baseDir: string, source?: string): Config {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) throw new ConfigError(result.error.issues.map((i) => describeIssue(i, raw)));
+  const parsed = result.data;
+  const domains = (Array.isArray(parsed.domain) ? parsed.domain : [parsed.domain]).map((d) => Jid.parse(d).domain);
+  const problems: string[] = [];
+  if (new Set(domains).size !== domains.length) problems.push('domain: lists the same domain twice; remove the repeat');
+  if ((parsed.tls.cert === null) !== (parsed.tls.key === null))
+    problems.push('tls.cert and tls.key: set both (a certificate and its key) or neither (self-signed)');
+  if (
+    parsed.c2s.directTlsPort !== null &&
+    parsed.c2s.directTlsPort !== 0 &&
+    parsed.c2s.directTlsPort === parsed.c2s.port
+  )
+    problems.push('c2s.directTlsPort: must differ from c2s.port; pick another port or set it to null');
+  if (problems.length) throw new ConfigError(problems);
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  const dataDir = abs(parsed.dataDir);
+  const { domain: _domain, ...rest } = parsed;
+  return {
+    ...rest,
+    domains,
+    dataDir,
+    databasePath:
+      parsed.storage.path === ':memory:'
+        ? ':memory:'
+        : parsed.storage.path
+          ? abs(parsed.storage.path)
+          : resolve(dataDir, 'lethe.sqlite'),
+    tls: {
+      ...parsed.tls,
+      cert: parsed.tls.cert ? abs(parsed.tls.cert) : null,
+      key: parsed.tls.key ? abs(parsed.tls.key) : null,
+    },
+    source,
+  };
+}
+
+/**
+ * Loads the configuration file. Without a path (and without LETHE_CONFIG) the defaults are used,
+ * so a fresh checkout starts with no file at all.
+ */
+export function loadConfig(path: string | undefined): Config {
+  const file = path ?? process.env.LETHE_CONFIG;
+  if (!file) return buildConfig({}, process.cwd());
+  const abs = resolve(file);
+  let text: string;
+  try {
+    text = readFileSync(abs, 'utf8');
+  } catch (err) {
+    throw new ConfigError([
+      `cannot read ${abs}: ${(err as NodeJS.ErrnoException).code ?? String(err)}; check --config`,
+    ]);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError([`${abs} is not valid YAML: ${(err as Error).message}`]);
+  }
+  return buildConfig(raw, dirname(abs), abs);
+}

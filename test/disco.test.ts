@@ -252,3 +252,50 @@ test('contact addresses must be xmpp:, mailto: or https: URIs', () => {
       bad,
     );
 });
+
+/**
+ * XEP-0479 (Compliance Suites 2023): the server-side rows of the Core, IM and Mobile suites, Advanced
+ * Server, that this build covers. Each must be discoverable where a client looks for it and usable.
+ * Not covered yet, each a later piece of work: XEP-0114 components, XEP-0163 PEP, XEP-0045 group chat,
+ * XEP-0313 archive, XEP-0363 upload, XEP-0357 push, XEP-0223/0402 bookmarks, XEP-0398 avatar conversion.
+ */
+describe('XEP-0479 compliance (the parts this build covers)', () => {
+  let server: TestServer;
+  let alice: TestClient;
+
+  before(async () => {
+    server = await startTestServer({ register: { enabled: true } });
+    await server.addUser('alice');
+    // Core, Advanced Server: XEP-0368 means accepting direct TLS connections.
+    alice = await connect(server, 'alice', { transport: 'direct' });
+  });
+  after(async () => {
+    await alice.stop();
+    await server.stop();
+  });
+
+  test('server features are in disco#info and each can be used', async () => {
+    const features = featuresOf(await discoInfo(alice, server.domain));
+    const required: [string, string][] = [
+      [DISCO_INFO, 'XEP-0030 feature discovery'],
+      [DISCO_ITEMS, 'XEP-0030 feature discovery'],
+      ['http://jabber.org/protocol/caps', 'XEP-0115 feature broadcasts'],
+      ['vcard-temp', 'XEP-0054 vcard-temp'],
+      ['urn:xmpp:carbons:2', 'XEP-0280 outbound message synchronization'],
+      ['urn:xmpp:blocking', 'XEP-0191 user blocking'],
+      ['jabber:iq:private', 'XEP-0049 private XML storage'],
+      ['jabber:iq:register', 'XEP-0077 (of note for public IM networks)'],
+      ['msgoffline', 'XEP-0160 offline messages (RFC 6121 core)'],
+    ];
+    for (const [feature, row] of required) assert.ok(features.includes(feature), `${row}: ${feature} advertised`);
+    await checkConformance(alice, { domain: server.domain, self: bare(alice), server }, server.domain, probes);
+  });
+
+  test('stream features: stream management, client state indication, caps, registration', async () => {
+    const { before: beforeAuth, after: afterAuth } = await streamFeatures(server, 'alice');
+    assert.match(beforeAuth, /<register xmlns=["']http:\/\/jabber.org\/features\/iq-register["']/, 'XEP-0077');
+    assert.match(afterAuth, /<sm xmlns=["']urn:xmpp:sm:3["']/, 'XEP-0198 stream management');
+    assert.match(afterAuth, /<csi xmlns=["']urn:xmpp:csi:0["']/, 'XEP-0352 client state indication');
+    assert.match(afterAuth, /<c xmlns=["']http:\/\/jabber.org\/protocol\/caps["']/, 'XEP-0115 caps in stream features');
+  });
+});

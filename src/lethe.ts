@@ -4,11 +4,13 @@ import { createLogger, type Logger } from './core/log.js';
 import { Server } from './core/server.js';
 import { defaultModules } from './modules/index.js';
 import { ensureCertificate } from './transport/certs.js';
+import { HttpListener } from './transport/http.js';
 
 /** The composition root: opens storage, loads every module and attaches the transports. */
 export interface RunningLethe {
   server: Server;
-  ports: { starttls: number; directTls: number | null };
+  /** `http` is null when `http.enabled` is off. */
+  ports: { starttls: number; directTls: number | null; http: number | null };
   certPath: string;
   selfSigned: boolean;
   stop(): Promise<void>;
@@ -20,6 +22,7 @@ export async function openServer(config: Config, log: Logger = createLogger(conf
   try {
     await server.open(defaultModules());
   } catch (err) {
+    await server.keys.close().catch(() => {});
     await server.db.close().catch(() => {});
     throw err;
   }
@@ -30,9 +33,12 @@ export async function startLethe(config: Config, log: Logger = createLogger(conf
   const server = await openServer(config, log);
   const certificate = await ensureCertificate(config, log);
   const c2s = new ClientListener(server, certificate);
+  const http = config.http.enabled ? new HttpListener({ routes: server.http, config, log, certificate }) : undefined;
   try {
     await c2s.start();
+    await http?.start();
   } catch (err) {
+    await http?.stop().catch(() => {});
     await c2s.stop().catch(() => {});
     await server.close();
     throw err;
@@ -41,11 +47,12 @@ export async function startLethe(config: Config, log: Logger = createLogger(conf
   let stopping: Promise<void> | undefined;
   return {
     server,
-    ports: c2s.ports,
+    ports: { ...c2s.ports, http: http?.port ?? null },
     certPath: certificate.certPath,
     selfSigned: certificate.selfSigned,
     stop() {
       stopping ??= (async () => {
+        await http?.stop();
         await c2s.stop();
         await server.close();
       })();

@@ -57,7 +57,8 @@ test('user add, list, passwd and remove', () => {
   assert.match(r.stdout, /^alice@cli\.test\tactive\t/m);
   assert.equal(lethe(['user', 'passwd', 'alice@cli.test', '--password-stdin'], 'second password\n').status, 0);
   assert.match(lethe(['user', 'passwd', 'ghost@cli.test', '--password-stdin'], 'x\n').stderr, /does not exist/);
-  r = lethe(['user', 'remove', 'alice@cli.test']);
+  assert.match(lethe(['user', 'remove', 'alice@cli.test']).stderr, /required option '--reason/);
+  r = lethe(['user', 'remove', 'alice@cli.test', '--reason', 'asked by mail']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /account: 1 item\(s\) deleted/);
   assert.match(r.stdout, /credentials: 2 item\(s\) deleted/);

@@ -33,6 +33,7 @@ async function logsOfASession(log: { level: 'info' | 'debug'; ip: 'none' | 'trun
       domain: DOMAIN,
       dataDir,
       c2s: { host: '127.0.0.1', port: 0, directTlsPort: 0 },
+      http: { host: '127.0.0.1', port: 0 },
       auth: { scramIterations: 4096 },
       log,
     },

@@ -8,6 +8,7 @@ import {
   type Subscription,
   type SubscriptionType,
 } from '../src/modules/roster/subscription.js';
+import { requestErasure } from '../src/privacy/erasure.js';
 import { Jid } from '../src/xml/jid.js';
 import { startTestServer, type TestServer } from './support/lethe.js';
 import { connect, type Element, type TestClient, xml } from './support/xmpp.js';
@@ -490,7 +491,7 @@ describe('subscriptions and presence between real clients', () => {
     const rose = await login('rose', 'r', true);
     const sam = await login('sam', 'r', true);
     await sam.waitFor(presenceFrom(rose.jid), 5000, 'rose is online');
-    await server.running.server.accounts.remove(Jid.parse(bare('rose')));
+    await requestErasure(server.running.server, Jid.parse(bare('rose')), { by: 'operator', reason: 'test', now: true });
     await sam.waitFor(presenceFrom(rose.jid, 'unavailable'), 5000, 'rose went offline');
     await push(sam, bare('rose'), (i) => i.attrs.subscription === 'none', 'sam: none');
     assert.equal((await rosterItem(sam, bare('rose')))?.attrs.subscription, 'none', 'sam keeps his own item');

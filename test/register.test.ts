@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { Jid } from '../src/xml/jid.js';
-import { startTestServer, type TestServer } from './support/lethe.js';
+import { PASSWORD, startTestServer, type TestServer } from './support/lethe.js';
 import { RawClient } from './support/raw.js';
 import { connect, xml } from './support/xmpp.js';
 
@@ -126,16 +126,22 @@ describe('registration enabled', () => {
     await again.stop();
   });
 
-  test('<remove/> erases the account through the privacy registry and ends its sessions', async () => {
+  test('<remove/> with the password requests erasure: the account is locked and its sessions end', async () => {
     const jid = await server.addUser('leaver');
     const other = await connect(server, 'leaver', { resource: 'other' });
     const c = await connect(server, 'leaver', { resource: 'main' });
     const closed = new Promise<void>((resolve) => other.xmpp.on('close', () => resolve()));
-    await c.iq(xml('iq', { type: 'set' }, xml('query', { xmlns: 'jabber:iq:register' }, xml('remove'))));
+    const remove = (...extra: ReturnType<typeof xml>[]) =>
+      xml('query', { xmlns: 'jabber:iq:register' }, xml('remove'), ...extra);
+    // A bare <remove/> is answered with the cancellation form asking for the password (§3.2).
+    await c.send(xml('iq', { type: 'set', id: 'rm1' }, remove()));
+    const asked = await c.waitFor((el) => el.is('iq') && el.attrs.id === 'rm1', 5000, 'the cancellation form');
+    assert.equal(asked.attrs.type, 'error');
+    assert.match(asked.toString(), /jabber:iq:register:cancel/);
+    await c.iq(xml('iq', { type: 'set' }, remove(xml('password', {}, PASSWORD))));
     await closed;
     assert.equal(await server.running.server.accounts.exists(jid), false);
-    for (const { category, count } of await server.running.server.privacy.countAll(jid))
-      assert.equal(count, 0, `${category.id} still holds data`);
-    await assert.rejects(connect(server, 'leaver'), /not-authorized/);
+    assert.equal((await server.running.server.accounts.get(jid))?.status, 'locked');
+    await assert.rejects(connect(server, 'leaver'), /account-disabled/);
   });
 });

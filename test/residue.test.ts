@@ -1,8 +1,13 @@
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
+import { messageArchive } from '../src/modules/mam/index.js';
+import { addressHash } from '../src/privacy/address-hash.js';
+import { downloads } from '../src/privacy/downloads.js';
+import { requestErasure, sweepErasures } from '../src/privacy/erasure.js';
 import { Jid } from '../src/xml/jid.js';
 import { startTestServer, type TestServer } from './support/lethe.js';
-import { scanForResidue, tablesWithout, unregisteredTables } from './support/residue.js';
+import { remainderTables, scanForResidue, tablesWithout, unregisteredTables } from './support/residue.js';
 import { connect, type TestClient, xml } from './support/xmpp.js';
 
 /**
@@ -93,6 +98,19 @@ before(async () => {
   const blocking = (jid: string) =>
     xml('iq', { type: 'set' }, xml('block', { xmlns: 'urn:xmpp:blocking' }, xml('item', { jid })));
   await a.iq(blocking('spam@example.org'));
+  // Message archives (XEP-0313), both opted in (a consent entry each): alice's copy goes, bob's copy of her
+  // message stays, and so does bob's preference naming her (his settings).
+  const mamPrefs = (always: string) =>
+    xml(
+      'iq',
+      { type: 'set' },
+      xml('prefs', { xmlns: 'urn:xmpp:mam:2', default: 'always' }, xml('always', {}, xml('jid', {}, always))),
+    );
+  await a.iq(mamPrefs(bob.toString()));
+  await b.iq(mamPrefs(alice.toString()));
+  await a.send(xml('message', { to: bob.toString(), type: 'chat' }, xml('body', {}, 'archived tea')));
+  await b.waitFor((el) => el.is('message') && el.getChildText('body') === 'archived tea', 5000, 'the archived message');
+  await messageArchive(server.running.server).settled();
   // Offline messages (XEP-0160): alice's to dave, who never logs in, is dave's copy and stays.
   await a.send(xml('message', { to: `dave@${server.domain}`, type: 'chat' }, xml('body', {}, 'tea at five?')));
   // Logging out with a status leaves alice's last activity (XEP-0012), written once her session is gone.
@@ -107,6 +125,21 @@ before(async () => {
   for (let i = 0; i < 50 && (await lastActivity?.count(alice)) === 0; i++) await new Promise((r) => setTimeout(r, 20));
   const offline = server.running.server.privacy.get('offline');
   for (let i = 0; i < 500 && (await offline?.count(alice)) === 0; i++) await new Promise((r) => setTimeout(r, 20));
+  // The audit log: an operator action whose reason names alice, then her own erasure request, which
+  // locks her account until the grace period ends (the pending-erasure record is a store too).
+  const lethe = server.running.server;
+  await lethe.audit.record({
+    actor: 'operator',
+    action: 'export',
+    account: alice,
+    reason: `asked by ${alice} by mail`,
+  });
+  // A data export waiting for download: a file store outside the database.
+  const pending = downloads(lethe);
+  const file = await pending.newFile();
+  await writeFile(file, `export of ${alice}`);
+  pending.offer(alice, file, { filename: 'export.zip', contentType: 'application/zip' });
+  await requestErasure(lethe, alice, { by: alice.bareString(), reason: 'leaving' });
 });
 
 after(async () => {
@@ -119,16 +152,51 @@ test('every table belongs to a registered data category', async () => {
 });
 
 test('the fill step put alice in every store, so the scan below means something', async () => {
-  assert.deepEqual(await tablesWithout(server.running.server.db, alice), []);
+  const { db, privacy } = server.running.server;
+  // Tombstones and receipts only ever hold the hash of an erased address: checked after the erasure.
+  const remainders = remainderTables(privacy);
+  assert.deepEqual(
+    (await tablesWithout(db, alice)).filter((t) => !remainders.has(t)),
+    [],
+  );
 });
 
-test('after removal no trace of alice remains except other users’ own declared copies', async () => {
-  const { db, privacy, accounts } = server.running.server;
-  const receipt = await accounts.remove(alice);
-  assert.ok(receipt.find((l) => l.category === 'account')?.removed === 1, 'the receipt counts the account');
-  const hits = await scanForResidue(db, privacy, alice);
+test('stores outside the database (files, memory) were filled too', async () => {
+  const { privacy } = server.running.server;
+  for (const c of privacy.all().filter((c) => c.elsewhere)) assert.ok((await c.count(alice)) > 0, c.id);
+});
+
+test('the key store, a file of its own, is claimed and names nobody: only random ids and wrapped keys', async () => {
+  const { keys, privacy } = server.running.server;
+  const store = keys.keyStore.database;
+  assert.deepEqual(await unregisteredTables(store, privacy), []);
+  const held = await store.get<{ n: number }>('SELECT count(*) AS n FROM wrapped_keys');
+  assert.ok((held?.n ?? 0) > 0, 'the fill step made data keys');
+  for (const user of [alice, bob, carol]) assert.deepEqual(await scanForResidue(store, privacy, user), []);
+});
+
+test('after erasure no trace of alice remains but other users’ own copies, the tombstone hash and pseudonymised audit entries', async () => {
+  const { db, privacy, accounts, config } = server.running.server;
+  // The sweeper, its clock past the grace period, carries out alice's request.
+  assert.equal((await sweepErasures(server.running.server, new Date(Date.now() + 31 * 86_400_000))).erased, 1);
+  const hash = addressHash(config, alice);
+  const hits = await scanForResidue(db, privacy, alice, hash);
   const residue = hits.filter((h) => !h.allowedBecause);
   assert.deepEqual(residue, [], `residue of alice: ${JSON.stringify(residue, null, 2)}`);
+  // What remains is exactly: other users' declared copies of her address, and her hash where a category keeps it.
+  const remainders = remainderTables(privacy);
+  for (const hit of hits)
+    assert.ok(
+      hit.value.toLowerCase().includes(alice.bareString()) ? !remainders.has(hit.table) : remainders.has(hit.table),
+      `${hit.table}.${hit.column}: ${hit.allowedBecause}`,
+    );
+  assert.deepEqual(
+    (await tablesWithout(db, hash)).filter((t) => remainders.has(t)),
+    [],
+    'the tombstone, the receipt and the pseudonymised audit entries hold her hash',
+  );
+  // Stores the scan cannot read must say they hold nothing of hers.
+  for (const c of privacy.all().filter((c) => c.elsewhere)) assert.equal(await c.count(alice), 0, c.id);
   // Bob and carol keep their accounts and data.
   assert.ok(await accounts.exists(bob));
   assert.ok(await accounts.exists(carol));

@@ -31,7 +31,8 @@ export class EjabberdServer implements BenchServer {
     private readonly directTlsPort: number,
   ) {}
 
-  private ctl(args: string[], timeoutMs = 90_000) {
+  /** Runs ejabberdctl against this server's own node and directories (also used by test/import-real.test.ts). */
+  ctl(args: string[], timeoutMs = 90_000) {
     const d = this.dir;
     const ctlArgs = [
       '--ctl-config',

@@ -1,9 +1,12 @@
 import { StanzaError } from '../core/errors.js';
 import type { LetheModule } from '../core/module.js';
 import type { Server } from '../core/server.js';
+import { key, NS_LETHE_PIE, NS_PIE_SCRAM } from '../privacy/xep0227/names.js';
 import type { Db } from '../storage/db.js';
+import { x } from '../xml/element.js';
 import { Jid } from '../xml/jid.js';
-import { deriveScramCredentials } from './scram.js';
+import { parseScramElement, scramElement } from './pie-credentials.js';
+import { deriveScramCredentials, verifyPassword } from './scram.js';
 import type { ScramCredentials, ScramHash } from './types.js';
 
 export type AccountStatus = 'active' | 'locked' | 'deactivated';
@@ -74,6 +77,31 @@ export class AccountStore {
         if (row) yield { jid: row.jid, createdAt: row.created_at, status: row.status };
       },
       erase: async (user, tx) => (await tx.run('DELETE FROM accounts WHERE jid = ?', [user.bareString()])).changes,
+      xep0227: {
+        // XEP-0227 has no place for these; the `<user/>` element itself is the account (see importUser).
+        elements: [key(NS_LETHE_PIE, 'account')],
+        export: async function* (user) {
+          const row = await db().get<AccountRow>('SELECT jid, created_at, status FROM accounts WHERE jid = ?', [
+            user.bareString(),
+          ]);
+          if (row) yield x('account', { xmlns: NS_LETHE_PIE, created: row.created_at, status: row.status });
+        },
+        import: async (user, el, { tx, merging, warn }) => {
+          if (merging) return;
+          const { created, status } = el.attrs;
+          if (created === undefined || Number.isNaN(Date.parse(created)))
+            throw new Error(`${user}: <account created=…/> is not a date`);
+          if (status !== 'active' && status !== 'deactivated' && status !== 'locked')
+            throw new Error(`${user}: <account status=…/> must be active, deactivated or locked`);
+          // Locked means an erasure was pending on the old server; that request does not travel, the lock does.
+          if (status === 'locked') warn(`${user} was locked pending erasure; imported as deactivated`);
+          await tx.run('UPDATE accounts SET created_at = ?, status = ? WHERE jid = ?', [
+            new Date(created).toISOString(),
+            status === 'locked' ? 'deactivated' : status,
+            user.bareString(),
+          ]);
+        },
+      },
     });
     this.server.privacy.register({
       id: 'credentials',
@@ -110,6 +138,43 @@ export class AccountStore {
       },
       erase: async (user, tx) =>
         (await tx.run('DELETE FROM scram_credentials WHERE jid = ?', [user.bareString()])).changes,
+      xep0227: {
+        elements: [key(NS_PIE_SCRAM, 'scram-credentials')],
+        export: async function* (user) {
+          for (const row of await db().all<{
+            hash: ScramHash;
+            salt: Buffer;
+            iterations: number;
+            stored_key: Buffer;
+            server_key: Buffer;
+          }>(
+            'SELECT hash, salt, iterations, stored_key, server_key FROM scram_credentials WHERE jid = ? ORDER BY hash',
+            [user.bareString()],
+          ))
+            yield scramElement({
+              hash: row.hash,
+              salt: row.salt,
+              iterations: row.iterations,
+              storedKey: row.stored_key,
+              serverKey: row.server_key,
+            });
+        },
+        import: async (user, el, { tx, merging, warn }) => {
+          // The existing password stays: a second one, valid only for some mechanisms, would be a trap.
+          if (merging) return warn(`${user}: kept the existing credentials, not the document's`);
+          const c = parseScramElement(el);
+          if (!c)
+            return warn(
+              `${user}: ${el.attrs.mechanism} credentials skipped (Lethe uses SCRAM-SHA-1 and SCRAM-SHA-256)`,
+            );
+          await tx.run(
+            `INSERT INTO scram_credentials (jid, hash, salt, iterations, stored_key, server_key) VALUES (?, ?, ?, ?, ?, ?)
+             ON CONFLICT (jid, hash) DO UPDATE SET salt = excluded.salt, iterations = excluded.iterations,
+               stored_key = excluded.stored_key, server_key = excluded.server_key`,
+            [user.bareString(), c.hash, c.salt, c.iterations, c.storedKey, c.serverKey],
+          );
+        },
+      },
     });
   }
 
@@ -130,13 +195,36 @@ export class AccountStore {
     return this.db.get<AccountRow>('SELECT jid, created_at, status FROM accounts WHERE jid = ?', [jid.bareString()]);
   }
 
+  /**
+   * Whether the account exists and is active. A locked (pending erasure) or deactivated account looks
+   * like a missing one to everybody: messages bounce, probes see it unavailable. `get` sees it.
+   */
   async exists(jid: Jid): Promise<boolean> {
-    return (await this.get(jid)) !== undefined;
+    return (await this.get(jid))?.status === 'active';
+  }
+
+  /**
+   * Why the account may not log in although its password was right (locked pending erasure,
+   * deactivated), or undefined when it may. The module that locked it words the text through
+   * `account/login-refused`, e.g. with the erasure date.
+   */
+  async loginRefusal(jid: Jid): Promise<string | undefined> {
+    const row = await this.get(jid);
+    if (row?.status === 'active') return undefined;
+    const event = {
+      jid,
+      status: row?.status,
+      text: row ? `this account is ${row.status}` : 'this account no longer exists',
+    };
+    if (row) await this.server.hooks.notify('account/login-refused', event);
+    return event.text;
   }
 
   async create(jid: Jid, password: string): Promise<void> {
     jid = this.checkJid(jid);
     checkPassword(password);
+    // Handlers refuse addresses that may not be registered (the tombstone of an erased account).
+    await this.server.hooks.notify('account/creating', { jid });
     const credentials = this.derive(password);
     await this.db.transaction(async (tx) => {
       if (await tx.get('SELECT 1 FROM accounts WHERE jid = ?', [jid.bareString()]))
@@ -149,6 +237,41 @@ export class AccountStore {
       await writeCredentials(tx, jid, credentials);
     });
     await this.server.hooks.notify('account/created', { jid });
+  }
+
+  /**
+   * The account of an XEP-0227 `<user/>`, inside the import's transaction: created (with SCRAM keys
+   * derived from the document's plaintext password, if it has one; the password itself is not kept),
+   * or, when it exists already, refused, kept for merging (returns true) or erased first (`replace`).
+   */
+  async importUser(
+    jid: Jid,
+    password: string | undefined,
+    existing: 'refuse' | 'merge' | 'replace',
+    tx: Db,
+  ): Promise<boolean> {
+    jid = this.checkJid(jid);
+    if (await tx.get('SELECT 1 FROM accounts WHERE jid = ?', [jid.bareString()])) {
+      if (existing === 'merge') return true;
+      if (existing === 'refuse')
+        throw new StanzaError(
+          'conflict',
+          `${jid} already exists: use --merge to add the document's data to it, or --replace to erase it first`,
+        );
+      await this.server.privacy.eraseAll(jid, tx);
+    }
+    // `account/creating` is not notified here: its handlers read the database, which this transaction
+    // holds. The importer asks them before it begins (src/privacy/import.ts).
+    await tx.run('INSERT INTO accounts (jid, created_at, status) VALUES (?, ?, ?)', [
+      jid.bareString(),
+      new Date().toISOString(),
+      'active',
+    ]);
+    if (password !== undefined) {
+      checkPassword(password);
+      await writeCredentials(tx, jid, this.derive(password));
+    }
+    return false;
   }
 
   async setPassword(jid: Jid, password: string): Promise<void> {
@@ -171,10 +294,19 @@ export class AccountStore {
     }
   }
 
+  /** Re-authentication before a sensitive request (deleting the account): the password against the stored SCRAM keys. */
+  async checkPassword(jid: Jid, password: string): Promise<boolean> {
+    const credentials = await this.credentials(jid, 'sha256');
+    return credentials !== undefined && verifyPassword(password, credentials);
+  }
+
+  /**
+   * Whatever the account's status, so that a locked account's owner who gives the right password can
+   * be told why they may not log in: a login must also pass `loginRefusal`.
+   */
   async credentials(jid: Jid, hash: ScramHash): Promise<ScramCredentials | undefined> {
     const row = await this.db.get<{ salt: Buffer; iterations: number; stored_key: Buffer; server_key: Buffer }>(
-      `SELECT c.salt, c.iterations, c.stored_key, c.server_key FROM scram_credentials c
-       JOIN accounts a ON a.jid = c.jid WHERE c.jid = ? AND c.hash = ? AND a.status = 'active'`,
+      'SELECT salt, iterations, stored_key, server_key FROM scram_credentials WHERE jid = ? AND hash = ?',
       [jid.bareString(), hash],
     );
     if (!row) return undefined;
@@ -189,16 +321,9 @@ export class AccountStore {
       : this.db.iterate<AccountRow>('SELECT jid, created_at, status FROM accounts ORDER BY jid');
   }
 
-  /**
-   * Deletes every piece of the user's data through the privacy registry, after closing their sessions.
-   * Returns the receipt: what went, per data category.
-   */
-  async remove(jid: Jid) {
-    if (!(await this.exists(jid))) throw new StanzaError('item-not-found', `${jid} does not exist`);
-    await this.server.hooks.notify('account/removing', { jid });
-    for (const session of this.server.sessions.resources(jid.bareString()))
-      session.close({ condition: 'not-authorized', text: 'this account has been removed' });
-    return this.server.privacy.eraseAll(jid, this.db);
+  /** Sets the status; erasure and deactivation (src/privacy/erasure.ts) lock and unlock through this, inside their transaction. */
+  async setStatus(jid: Jid, status: AccountStatus, tx: Db = this.db): Promise<void> {
+    await tx.run('UPDATE accounts SET status = ? WHERE jid = ?', [status, jid.bareString()]);
   }
 }
 

@@ -505,6 +505,10 @@ export class ClientStream implements ClientSession {
     }
     this.mechanism = undefined;
     if (step.kind === 'failure') return this.saslFailure(step);
+    // Only after the right password: a locked or deactivated account is told why (RFC 6120 §6.5.1).
+    const refusal = await this.server.accounts.loginRefusal(new Jid(step.username, this.host));
+    if ((this.phase as Phase) === 'closed') return;
+    if (refusal) return this.saslFailure({ kind: 'failure', condition: 'account-disabled', text: refusal });
     this.username = step.username;
     this.server.log.debug({ stream: this.id, user: `${step.username}@${this.host}` }, 'authenticated');
     this.connection.write(

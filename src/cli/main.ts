@@ -1,13 +1,18 @@
 #!/usr/bin/env node
+import { writeFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { type Config, ConfigError, loadConfig } from '../core/config.js';
 import { renderConfigReference } from '../core/config-docs.js';
 import { StanzaError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import { openServer, startLethe } from '../lethe.js';
+import { operatorActor } from '../privacy/audit.js';
 import { renderCategoryTable } from '../privacy/categories-report.js';
+import { type ReportKind, renderReport } from '../privacy/reports.js';
 import { type Jid, JidError } from '../xml/jid.js';
+import { addLifecycleCommands } from './lifecycle.js';
 import { readPassword } from './password.js';
+import { addPortabilityCommands } from './portability.js';
 
 const program = new Command('lethe')
   .description('Lethe: a federated XMPP server that is privacy-compliant by construction')
@@ -50,6 +55,9 @@ program
       `  clients: port ${ports.starttls} (STARTTLS${cfg.c2s.requireEncryption ? ', required' : ''})${
         ports.directTls !== null ? `, port ${ports.directTls} (direct TLS)` : ''
       } on ${cfg.c2s.host}`,
+      ...(ports.http !== null
+        ? [`  https:   port ${ports.http} on ${cfg.http.host} (links: ${running.server.http.url('/')})`]
+        : []),
       `  data:    ${cfg.dataDir}`,
       `  TLS:     ${running.certPath}${running.selfSigned ? ' (self-signed; clients must accept it)' : ''}`,
       `Add a user with: ${selfCommand()} user add alice@${cfg.domains[0]}`,
@@ -94,6 +102,28 @@ program
     });
   });
 
+const report = program
+  .command('report')
+  .description("the operator's privacy reports, generated from the privacy registry and the configuration");
+
+for (const [kind, description] of [
+  ['ropa', 'the record of processing activities (GDPR art. 30)'],
+  ['dpia', 'a starting point for the data protection impact assessment (GDPR art. 35), with sections to complete'],
+] as [ReportKind, string][])
+  report
+    .command(kind)
+    .description(description)
+    .addOption(new Option('--format <format>', 'output format').choices(['md', 'json']).default('md'))
+    .option('--out <file>', 'write the report to this file instead of standard output')
+    .action(async (opts: { format: 'md' | 'json'; out?: string }) => {
+      await withServer(async (server) => {
+        const text = `${await renderReport(server, kind, opts.format)}\n`;
+        if (opts.out === undefined) return void process.stdout.write(text);
+        writeFileSync(opts.out, text);
+        process.stdout.write(`wrote ${opts.out}\n`);
+      });
+    });
+
 const user = program.command('user').description('manage user accounts');
 
 user
@@ -103,7 +133,7 @@ user
   .action(async (address: string, opts: { passwordStdin?: boolean }) => {
     await withServer(async (server) => {
       const jid = parseUser(address, server);
-      if (await server.accounts.exists(jid)) throw new StanzaError('conflict', `${jid} already exists`);
+      if (await server.accounts.get(jid)) throw new StanzaError('conflict', `${jid} already exists`);
       const password = await readPassword({ stdin: !!opts.passwordStdin, confirm: true });
       await server.accounts.create(jid, password);
       process.stdout.write(`created ${jid}\n`);
@@ -126,7 +156,7 @@ user
       let created = 0;
       for (let i = 1; i <= opts.count; i++) {
         const jid = parseUser(`${opts.prefix}${i}@${domain}`, server);
-        if (await server.accounts.exists(jid)) continue;
+        if (await server.accounts.get(jid)) continue;
         await server.accounts.create(jid, password);
         created++;
       }
@@ -136,14 +166,21 @@ user
 
 user
   .command('passwd <jid>')
-  .description("set a user's password")
+  .description("set a user's password (recorded in the audit log; the user is told)")
   .option('--password-stdin', 'read the password from standard input instead of prompting')
-  .action(async (address: string, opts: { passwordStdin?: boolean }) => {
+  .option('--reason <text>', 'why (recorded in the audit log and told to the user)')
+  .action(async (address: string, opts: { passwordStdin?: boolean; reason?: string }) => {
     await withServer(async (server) => {
       const jid = parseUser(address, server);
-      if (!(await server.accounts.exists(jid))) throw new StanzaError('item-not-found', `${jid} does not exist`);
+      if (!(await server.accounts.get(jid))) throw new StanzaError('item-not-found', `${jid} does not exist`);
       const password = await readPassword({ stdin: !!opts.passwordStdin, confirm: true });
       await server.accounts.setPassword(jid, password);
+      await server.audit.record({
+        actor: operatorActor(),
+        action: 'password-reset',
+        account: jid,
+        reason: opts.reason,
+      });
       process.stdout.write(`password changed for ${jid}\n`);
     });
   });
@@ -159,17 +196,8 @@ user
     });
   });
 
-user
-  .command('remove <jid>')
-  .description('delete an account and every piece of its data, through the privacy registry')
-  .action(async (address: string) => {
-    await withServer(async (server) => {
-      const jid = parseUser(address, server);
-      const receipt = await server.accounts.remove(jid);
-      process.stdout.write(`removed ${jid}:\n`);
-      for (const line of receipt) process.stdout.write(`  ${line.category}: ${line.removed} item(s) deleted\n`);
-    });
-  });
+addLifecycleCommands(program, user, withServer, selfCommand);
+addPortabilityCommands(program, user, withServer);
 
 function explain(err: unknown): string {
   if (err instanceof ConfigError) return err.message;

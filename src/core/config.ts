@@ -57,6 +57,44 @@ const c2sSchema = z
   })
   .prefault({});
 
+const httpSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Serve HTTPS (with the certificate of `tls`), which self-service features use, such as the download links of data exports. Off: those features are not offered.',
+      ),
+    host: z.string().default('0.0.0.0').describe('Address the HTTPS listener binds to.'),
+    port: port.default(5443).describe('HTTPS port. 0 picks a free port.'),
+    publicUrl: z
+      .string()
+      .superRefine((value, ctx) => {
+        const url = URL.canParse(value) ? new URL(value) : undefined;
+        if (url?.protocol !== 'https:' || url.search || url.hash)
+          ctx.addIssue({
+            code: 'custom',
+            message: `${JSON.stringify(value)} is not an https: URL without query or fragment, e.g. https://xmpp.example.org:5443`,
+          });
+      })
+      .nullable()
+      .default(null)
+      .describe(
+        'Base URL of the HTTPS listener as users reach it, used in the links the server hands out; set it when a reverse proxy or another port faces users. null means `https://<first domain>:<port>`.',
+      ),
+    requestTimeout: seconds
+      .min(1)
+      .default(30)
+      .describe('Seconds a client has to send a whole request (headers and body) before the connection is closed.'),
+    maxBodyBytes: z
+      .number()
+      .int()
+      .min(0)
+      .default(65_536)
+      .describe('Largest request body accepted, in bytes; a larger one is refused with 413.'),
+  })
+  .prefault({});
+
 const tlsSchema = z
   .strictObject({
     cert: z
@@ -121,6 +159,25 @@ const storageSchema = z
   .strictObject({
     engine: z.enum(['sqlite']).default('sqlite').describe('Storage engine. `sqlite` is embedded and needs no set-up.'),
     path: z.string().nullable().default(null).describe('SQLite database file. null means `<dataDir>/lethe.sqlite`.'),
+  })
+  .prefault({});
+
+const encryptionSchema = z
+  .strictObject({
+    serverKeyFile: z
+      .string()
+      .nullable()
+      .default(null)
+      .describe(
+        'File holding the server key (32 random bytes, base64) that wraps every user’s data key (encryption at rest, crypto-shredding). null means `<dataDir>/server.key`, created with mode 0600 on first start. The environment variable `LETHE_SERVER_KEY` (base64), when set, is used instead of any file. Back it up apart from the database: without it no encrypted message can be read. With an in-memory database (`storage.path` `:memory:`) and no file set, a key is generated in memory for each start.',
+      ),
+    keyStore: z
+      .string()
+      .nullable()
+      .default(null)
+      .describe(
+        'SQLite file holding the users’ data keys, wrapped by the server key. It is kept apart from the database so that erasing a user destroys their key in one small file, which makes their messages unreadable in every copy of the database, backups included. null means `<dataDir>/keys.sqlite` (in memory with an in-memory database).',
+      ),
   })
   .prefault({});
 
@@ -341,6 +398,136 @@ const offlineSchema = z
   })
   .prefault({});
 
+const mamSchema = z
+  .strictObject({
+    defaultPolicy: z
+      .enum(['never', 'roster', 'always'])
+      .default('never')
+      .describe(
+        'Archiving preference (XEP-0441 `default`) of users who never chose one. `never` keeps archiving opt-in: nothing is archived until a user turns it on, and that choice is recorded as their consent (GDPR art. 6(1)(a)). `roster` or `always` archives everyone’s messages without asking, which needs another legal basis (the archive category then names legitimate interest): changing this is a legal-basis decision for the operator, to be documented in the record of processing, not a technical default.',
+      ),
+    purgeOnDisable: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Delete a user’s whole archive when they turn archiving off (withdraw consent). Off, the messages stay until they expire.',
+      ),
+    maxAgeDays: z
+      .number()
+      .int()
+      .min(1)
+      .default(30)
+      .describe(
+        'Days an archived message is kept; older ones are deleted by a background sweeper. Users may choose fewer days for themselves (ad-hoc command "Archive settings").',
+      ),
+    maxPerUser: z
+      .number()
+      .int()
+      .min(1)
+      .default(10_000)
+      .describe('Most messages kept in one user’s archive; the sweeper deletes the oldest beyond it.'),
+    maxPageSize: z
+      .number()
+      .int()
+      .min(1)
+      .max(1000)
+      .default(250)
+      .describe('Most messages one archive query returns (XEP-0059 `max` is capped to this).'),
+    sweepInterval: seconds
+      .min(1)
+      .default(3600)
+      .describe(
+        'Seconds between runs of the sweeper that deletes archived messages past their retention or count cap.',
+      ),
+  })
+  .prefault({});
+
+const bareJid = z.string().superRefine((value, ctx) => {
+  const jid = Jid.tryParse(value);
+  if (!jid?.local || jid.resource)
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(value)} is not a bare JID; write it as name@domain` });
+});
+
+const adhocSchema = z
+  .strictObject({
+    sessionTimeout: seconds
+      .min(10)
+      .default(600)
+      .describe(
+        'Seconds a multi-stage ad-hoc command (XEP-0050) waits for the next step before its session is forgotten; a later step gets `session-expired`. Sessions are kept in memory only.',
+      ),
+  })
+  .prefault({});
+
+const hours = z.number().int().min(0);
+
+const dataPolicySchema = z
+  .strictObject({
+    backupFrequencyHours: hours
+      .nullable()
+      .default(null)
+      .describe(
+        'Longest time between two backups of user data, in hours (0: no backups), as announced in the data-policy form (XEP-0504) and the record of processing. null states nothing: Lethe does not make backups itself, so only the operator knows.',
+      ),
+    backupRetentionHours: z
+      .union([hours, z.literal('infinite')])
+      .nullable()
+      .default(null)
+      .describe(
+        'Longest time a backup is kept, in hours, or `infinite`. Erased users stay in backups until they expire, so say how long that is. null announces `unknown`.',
+      ),
+  })
+  .prefault({});
+
+const erasureSchema = z
+  .strictObject({
+    graceDays: z
+      .number()
+      .int()
+      .min(0)
+      .default(30)
+      .describe(
+        'Days between an erasure request and the erasure. The account is locked meanwhile (no login, no delivery) and `lethe user restore` cancels. 0 erases at once.',
+      ),
+    reminderDays: z
+      .number()
+      .int()
+      .min(0)
+      .default(3)
+      .describe(
+        'Days before the erasure date at which the operator is reminded (`lethe user pending`, the log) to tell the user once more. 0: no reminder.',
+      ),
+    tombstoneDays: z
+      .number()
+      .int()
+      .min(1)
+      .nullable()
+      .default(null)
+      .describe(
+        'Days a tombstone (a keyed hash of an erased address, never the address) keeps the address from being registered again. null keeps it forever.',
+      ),
+    sweepInterval: seconds
+      .min(1)
+      .default(60)
+      .describe(
+        'Seconds between runs of the sweeper that erases accounts whose grace period ended, finishes interrupted erasures and closes sessions of accounts locked from the command line.',
+      ),
+  })
+  .prefault({});
+
+const auditSchema = z
+  .strictObject({
+    retentionDays: z
+      .number()
+      .int()
+      .min(1)
+      .default(730)
+      .describe(
+        'Days audit-log entries and erasure receipts are kept (accountability, GDPR art. 5(2)); older ones are deleted. Two years by default.',
+      ),
+  })
+  .prefault({});
+
 const registerSchema = z
   .strictObject({
     enabled: z
@@ -370,7 +557,7 @@ const registerSchema = z
       .boolean()
       .default(true)
       .describe(
-        'Let logged-in users delete their account in-band (XEP-0077 `<remove/>`); it erases everything through the privacy registry.',
+        'Let logged-in users delete their account in-band (XEP-0077 `<remove/>` with their password): it is locked at once and erased after `erasure.graceDays`.',
       ),
   })
   .prefault({});
@@ -385,21 +572,42 @@ export const configSchema = z.strictObject({
     .default('./data')
     .describe('Directory for the database, generated keys and certificates. Relative to the config file.'),
   c2s: c2sSchema.describe('Client-to-server listeners.'),
+  http: httpSchema.describe('The HTTPS listener, for self-service features such as download links.'),
   tls: tlsSchema.describe('TLS certificates and settings.'),
   limits: limitsSchema.describe('Input limits (RFC 6120 §13.12).'),
   auth: authSchema.describe('Authentication.'),
   storage: storageSchema.describe('Where data is stored.'),
+  encryption: encryptionSchema.describe(
+    'Encryption at rest: message bodies are encrypted with a key per user, wrapped by the server key (see docs/privacy.md).',
+  ),
   log: logSchema.describe('Logging.'),
   roster: rosterSchema.describe('Rosters (RFC 6121).'),
   blocking: blockingSchema.describe('Blocking command (XEP-0191): the addresses each user refuses all traffic with.'),
   sm: smSchema.describe('Stream management (XEP-0198): acknowledgements and resumption.'),
   csi: csiSchema.describe('Client state indication (XEP-0352): less traffic to clients in the background.'),
   offline: offlineSchema.describe('Offline messages (XEP-0160): kept for users who are not online.'),
+  mam: mamSchema.describe(
+    'Message archive (XEP-0313): opt-in, expiring, encrypted at rest with each user’s key (see docs/protocols.md).',
+  ),
   vcard: vcardSchema.describe('vCards (XEP-0054), the public profiles that carry avatars (XEP-0153).'),
   private: privateSchema.describe('Private XML storage (XEP-0049), which also holds bookmarks (XEP-0048).'),
   disco: discoSchema.describe('Service discovery (XEP-0030).'),
   version: versionSchema.describe('Software version (XEP-0092).'),
   register: registerSchema.describe('In-band registration and account management (XEP-0077).'),
+  erasure: erasureSchema.describe(
+    'Erasing accounts (GDPR art. 17): grace period, reminder, tombstones. Tombstones keep a hash keyed with a key derived from the server key (`encryption.serverKeyFile`).',
+  ),
+  audit: auditSchema.describe('The append-only audit log of operator actions on personal data.'),
+  admins: z
+    .array(bareJid)
+    .default([])
+    .describe(
+      'Bare JIDs of the server’s administrators: they may run the operator’s ad-hoc commands (XEP-0050). Empty by default: nobody administers the server in-band.',
+    ),
+  adhoc: adhocSchema.describe('Ad-hoc commands (XEP-0050): the commands users and administrators run in-band.'),
+  dataPolicy: dataPolicySchema.describe(
+    'Facts about the service that only the operator knows, announced in the data-policy form (XEP-0504) and the record of processing. Everything else there is derived from the configuration and the privacy registry.',
+  ),
   contactAddresses: contactAddressesSchema.describe(
     'Contact addresses of the service (XEP-0157), shown in its service discovery information. Empty lists are left out.',
   ),
@@ -473,6 +681,12 @@ export function buildConfig(raw: unknown, baseDir: string, source?: string): Con
     parsed.c2s.directTlsPort === parsed.c2s.port
   )
     problems.push('c2s.directTlsPort: must differ from c2s.port; pick another port or set it to null');
+  if (
+    parsed.http.enabled &&
+    parsed.http.port !== 0 &&
+    (parsed.http.port === parsed.c2s.port || parsed.http.port === parsed.c2s.directTlsPort)
+  )
+    problems.push('http.port: must differ from the client ports (c2s.port, c2s.directTlsPort); pick another port');
   if (problems.length) throw new ConfigError(problems);
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
   const dataDir = abs(parsed.dataDir);
@@ -487,6 +701,13 @@ export function buildConfig(raw: unknown, baseDir: string, source?: string): Con
         : parsed.storage.path
           ? abs(parsed.storage.path)
           : resolve(dataDir, 'lethe.sqlite'),
+    encryption: {
+      serverKeyFile: parsed.encryption.serverKeyFile ? abs(parsed.encryption.serverKeyFile) : null,
+      keyStore:
+        parsed.encryption.keyStore && parsed.encryption.keyStore !== ':memory:'
+          ? abs(parsed.encryption.keyStore)
+          : parsed.encryption.keyStore,
+    },
     tls: {
       ...parsed.tls,
       cert: parsed.tls.cert ? abs(parsed.tls.cert) : null,

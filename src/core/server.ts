@@ -1,10 +1,13 @@
 import { AccountStore } from '../auth/accounts.js';
+import { AuditLog } from '../privacy/audit.js';
+import { Keys } from '../privacy/keys.js';
 import { PrivacyRegistry } from '../privacy/registry.js';
 import type { Db } from '../storage/db.js';
 import { migrate } from '../storage/migrate.js';
 import { SqliteDb } from '../storage/sqlite.js';
 import type { Config } from './config.js';
 import { Hooks } from './hooks.js';
+import { HttpRoutes } from './http-routes.js';
 import type { Logger } from './log.js';
 import type { LetheModule } from './module.js';
 import { Router } from './router.js';
@@ -18,9 +21,14 @@ export class Server {
   readonly hooks = new Hooks();
   readonly sessions = new SessionManager();
   readonly privacy = new PrivacyRegistry();
+  /** Routes of the HTTPS listener; features register theirs in `load`. */
+  readonly http = new HttpRoutes();
   readonly hosts: Set<string>;
   readonly router: Router;
   readonly accounts: AccountStore;
+  /** Per-user data keys for encryption at rest (crypto-shredding). */
+  readonly keys: Keys;
+  readonly audit: AuditLog;
   readonly modules: LetheModule[] = [];
   readonly startedAt = new Date();
   private opened = false;
@@ -33,6 +41,8 @@ export class Server {
     this.hosts = new Set(config.domains);
     this.router = new Router(this.hosts, this.hooks, this.sessions, log);
     this.accounts = new AccountStore(this);
+    this.keys = new Keys(this);
+    this.audit = new AuditLog(this);
   }
 
   static create(config: Config, log: Logger): Server {
@@ -48,7 +58,9 @@ export class Server {
   async open(modules: LetheModule[]): Promise<void> {
     if (this.opened) throw new Error('server already opened');
     this.opened = true;
-    const all = [this.accounts.module, ...modules];
+    await this.keys.open();
+    // Keys right after accounts: data keys reference accounts, and every store that seals data needs them.
+    const all = [this.accounts.module, this.keys.module, this.audit.module, ...modules];
     const ran = await migrate(
       this.db,
       all.flatMap((m) => m.migrations ?? []),
@@ -62,6 +74,7 @@ export class Server {
 
   async close(): Promise<void> {
     for (const m of [...this.modules].reverse()) await m.unload?.(this);
+    await this.keys.close();
     await this.db.close();
   }
 }

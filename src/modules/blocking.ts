@@ -7,6 +7,7 @@ import type { ClientSession } from '../core/session.js';
 import type { Db, Migration } from '../storage/db.js';
 import { type XmlElement, x } from '../xml/element.js';
 import { Jid } from '../xml/jid.js';
+import { blocklistXep0227 } from './blocking-pie.js';
 import { type RosterStore, rosterStore } from './roster/store.js';
 import { announce, hasFrom, hasTo, presence } from './roster/subscription.js';
 
@@ -145,6 +146,19 @@ class Blocking {
       },
       // An item naming someone is the blocker's own data and stays when that someone is erased (the email model).
       mentions: [{ table: 'blocklist', column: 'jid', ownerColumn: 'owner' }],
+      xep0227: blocklistXep0227(
+        (user) =>
+          db().iterate<{ jid: string }>('SELECT jid FROM blocklist WHERE owner = ? ORDER BY jid', [user.bareString()]),
+        async (user, jid, tx) => {
+          await tx.run('INSERT INTO blocklist (owner, jid) VALUES (?, ?) ON CONFLICT (owner, jid) DO NOTHING', [
+            user.bareString(),
+            jid,
+          ]);
+          // A running server then looks the list up when the user next needs it.
+          this.blockers.add(user.bareString());
+          this.lists.delete(user.bareString());
+        },
+      ),
     });
   }
 

@@ -4,8 +4,9 @@ import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
 import type { ClientSession } from '../core/session.js';
 import { type XmlElement, x } from '../xml/element.js';
-import type { Jid } from '../xml/jid.js';
+import { Jid } from '../xml/jid.js';
 import { topPriority } from './message.js';
+import { NS_SID, sentStanzaId } from './stanza-id.js';
 
 /**
  * Message carbons (XEP-0280): a user's clients that enable carbons get a copy of every eligible
@@ -64,8 +65,14 @@ function eligible(stanza: XmlElement, from: Jid, sent: boolean): boolean {
 function carbon(kind: 'sent' | 'received', stanza: XmlElement, account: string, session: ClientSession): XmlElement {
   const inner = stanza.clone();
   inner.attrs.xmlns = NS_CLIENT;
-  // A message a client sent without `to` went to its own account.
-  if (kind === 'sent') inner.attrs.to ??= account;
+  if (kind === 'sent') {
+    // A message a client sent without `to` went to its own account.
+    inner.attrs.to ??= account;
+    // XEP-0313 §3: the recipient's stanza-id is not the sender's to see; the copy names the sender's own.
+    const recipient = Jid.tryParse(inner.attrs.to)?.bareString();
+    for (const sid of inner.getChildren('stanza-id', NS_SID)) if (sid.attrs.by === recipient) inner.remove(sid);
+    inner.c('stanza-id', { xmlns: NS_SID, by: account, id: sentStanzaId(stanza) });
+  }
   return x(
     'message',
     { xmlns: NS_CLIENT, from: account, to: session.jid.toString(), type: stanza.attrs.type },

@@ -3,6 +3,7 @@ import type { LetheModule } from '../core/module.js';
 import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
 import type { ClientSession } from '../core/session.js';
+import { isoDate, key, NS_LETHE_PIE } from '../privacy/xep0227/names.js';
 import { x } from '../xml/element.js';
 import { type AccountInfoEvent, sharesPresenceWith } from './disco.js';
 
@@ -56,6 +57,25 @@ function registerCategory(server: Server): void {
       if (row) yield { loggedOutAt: row.logout_at, status: row.status };
     },
     erase: async (user, tx) => (await tx.run('DELETE FROM last_activity WHERE owner = ?', [user.bareString()])).changes,
+    // XEP-0227 has no place for it (XEP-0012 only says how long ago): Lethe's own element keeps the time.
+    xep0227: {
+      elements: [key(NS_LETHE_PIE, 'last-activity')],
+      async *export(user) {
+        const row = await db.get<LastRow>('SELECT logout_at, status FROM last_activity WHERE owner = ?', [
+          user.bareString(),
+        ]);
+        if (row) yield x('last-activity', { xmlns: NS_LETHE_PIE, logout: row.logout_at }, row.status ?? undefined);
+      },
+      async import(user, el, { tx }) {
+        const logout = isoDate(el.attrs.logout);
+        if (!logout) throw new Error(`${user}: <last-activity logout=…/> is not a date`);
+        await tx.run(
+          `INSERT INTO last_activity (owner, logout_at, status) VALUES (?, ?, ?)
+           ON CONFLICT (owner) DO UPDATE SET logout_at = excluded.logout_at, status = excluded.status`,
+          [user.bareString(), logout, el.text().slice(0, MAX_STATUS) || null],
+        );
+      },
+    },
   });
 }
 

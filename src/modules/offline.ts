@@ -3,10 +3,14 @@ import type { LetheModule } from '../core/module.js';
 import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
 import type { ClientSession } from '../core/session.js';
+import { UnsealError } from '../privacy/keys.js';
 import type { DataCategory } from '../privacy/registry.js';
+import { FragmentParser } from '../privacy/xep0227/fragments.js';
 import type { Db } from '../storage/db.js';
 import { type XmlElement, x } from '../xml/element.js';
 import { parseFragments } from '../xml/fragment.js';
+import { Jid } from '../xml/jid.js';
+import { offlineXep0227 } from './offline-pie.js';
 import { unacknowledged } from './sm.js';
 
 /**
@@ -43,15 +47,26 @@ const ACK_POLL_MS = 50;
 
 const DAY_SECONDS = 86_400;
 
+/** What each stored message is sealed for, bound into its ciphertext with the owner's address. */
+const PURPOSE = 'offline';
+
 interface Row {
   id: number;
   stored_at: number;
-  stanza: string;
+  /** Undefined when the message cannot be decrypted (its key was destroyed); the reason is logged. */
+  stanza: string | undefined;
+}
+
+interface SealedRow {
+  id: number;
+  stored_at: number;
+  sealed: Buffer;
 }
 
 /**
- * Every read and write of the offline table. Kept in one place so that encrypting message bodies at
- * rest with a per-user key (crypto-shredding, DESIGN.md) changes this class only.
+ * Every read and write of the offline table. The stanza is stored sealed under its recipient's data
+ * key (`server.keys`, crypto-shredding); the owner, the arrival time and the row id stay in clear,
+ * because lookup, the per-user cap, ordering, the retention sweep and erasure need them.
  */
 class OfflineStore {
   constructor(private readonly server: Server) {}
@@ -62,20 +77,62 @@ class OfflineStore {
 
   /** Appends a message unless the owner already has `max`; false when the queue is full. */
   async add(owner: string, storedAt: number, stanza: string, max: number): Promise<boolean> {
-    // One statement, so that messages arriving together cannot overshoot the cap.
+    const sealed = await this.server.keys.sealFor(Jid.parse(owner), stanza, PURPOSE);
+    // One statement, so that messages arriving together cannot overshoot the cap, and one that lands
+    // after an erasure began (stream management handing back what a closed session never acknowledged)
+    // is not kept for an account that is locked or gone.
     const { changes } = await this.db.run(
-      `INSERT INTO offline_messages (owner, stored_at, stanza)
-       SELECT ?, ?, ? WHERE (SELECT count(*) FROM offline_messages WHERE owner = ?) < ?`,
-      [owner, storedAt, stanza, owner, max],
+      `INSERT INTO offline_messages (owner, stored_at, sealed)
+       SELECT ?, ?, ? WHERE (SELECT count(*) FROM offline_messages WHERE owner = ?) < ?
+         AND EXISTS (SELECT 1 FROM accounts WHERE jid = ? AND status = 'active')`,
+      [owner, storedAt, sealed, owner, max, owner],
     );
     return changes === 1;
   }
 
-  page(owner: string, afterId: number, limit: number): Promise<Row[]> {
-    return this.db.all<Row>(
-      'SELECT id, stored_at, stanza FROM offline_messages WHERE owner = ? AND id > ? ORDER BY id LIMIT ?',
+  /** Appends an imported message inside the import's transaction, whatever the cap: it was kept elsewhere already. */
+  async insert(owner: string, storedAt: number, stanza: string, tx: Db): Promise<void> {
+    const sealed = await this.server.keys.sealFor(Jid.parse(owner), stanza, PURPOSE, tx);
+    await tx.run('INSERT INTO offline_messages (owner, stored_at, sealed) VALUES (?, ?, ?)', [owner, storedAt, sealed]);
+  }
+
+  async page(owner: string, afterId: number, limit: number): Promise<Row[]> {
+    const rows = await this.db.all<SealedRow>(
+      'SELECT id, stored_at, sealed FROM offline_messages WHERE owner = ? AND id > ? ORDER BY id LIMIT ?',
       [owner, afterId, limit],
     );
+    const user = Jid.parse(owner);
+    return Promise.all(rows.map((row) => this.open(user, row)));
+  }
+
+  private async open(user: Jid, { id, stored_at, sealed }: SealedRow): Promise<Row> {
+    try {
+      return { id, stored_at, stanza: (await this.server.keys.openFor(user, sealed, PURPOSE)).toString() };
+    } catch (err) {
+      if (!(err instanceof UnsealError)) throw err;
+      this.server.log.warn({ id, reason: err.reason }, 'a stored offline message cannot be decrypted');
+      return { id, stored_at, stanza: undefined };
+    }
+  }
+
+  /**
+   * Seals the messages that schema version 2 found stored in clear (`legacy_stanza`), a batch at a
+   * time, at start; afterwards no message is kept in clear.
+   */
+  async sealLegacy(): Promise<number> {
+    let sealed = 0;
+    for (;;) {
+      const rows = await this.db.all<{ id: number; owner: string; legacy_stanza: string }>(
+        'SELECT id, owner, legacy_stanza FROM offline_messages WHERE legacy_stanza IS NOT NULL LIMIT ?',
+        [DELIVERY_BATCH],
+      );
+      if (rows.length === 0) return sealed;
+      for (const row of rows) {
+        const value = await this.server.keys.sealFor(Jid.parse(row.owner), row.legacy_stanza, PURPOSE);
+        await this.db.run('UPDATE offline_messages SET sealed = ?, legacy_stanza = NULL WHERE id = ?', [value, row.id]);
+      }
+      sealed += rows.length;
+    }
   }
 
   async deleteThrough(owner: string, id: number): Promise<void> {
@@ -88,10 +145,13 @@ class OfflineStore {
     );
   }
 
-  all(owner: string): AsyncIterable<Row> {
-    return this.db.iterate<Row>('SELECT id, stored_at, stanza FROM offline_messages WHERE owner = ? ORDER BY id', [
-      owner,
-    ]);
+  async *all(owner: string): AsyncIterable<Row> {
+    const user = Jid.parse(owner);
+    for await (const row of this.db.iterate<SealedRow>(
+      'SELECT id, stored_at, sealed FROM offline_messages WHERE owner = ? ORDER BY id',
+      [owner],
+    ))
+      yield await this.open(user, row);
   }
 
   async erase(owner: string, tx: Db): Promise<number> {
@@ -141,8 +201,11 @@ class OfflineMessages {
     return this.server.config.offline.retentionDays * DAY_SECONDS * 1000;
   }
 
-  attach(): void {
+  async attach(): Promise<void> {
     const { hooks, privacy, config } = this.server;
+    const sealed = await this.store.sealLegacy();
+    if (sealed)
+      this.server.log.info({ sealed }, 'offline messages stored in clear by an older Lethe are now encrypted');
     privacy.register(this.describe());
     hooks.on('message/offline', (e: StanzaEvent) => this.offer(e));
     hooks.on('presence/initial', ({ session }: { session: ClientSession }) => this.deliver(session));
@@ -159,28 +222,45 @@ class OfflineMessages {
 
   private describe(): DataCategory {
     const store = this.store;
-    const days = this.server.config.offline.retentionDays;
+    const { retentionDays: days, maxPerUser } = this.server.config.offline;
     return {
       id: 'offline',
       description:
-        'Messages sent to you while you were offline, kept until you next come online: each message as it arrived, including the sender’s address, and when it arrived',
+        'Messages sent to you while you were offline, kept until you next come online: each message as it arrived, including the sender’s address, and when it arrived. The message is stored encrypted with your own key (see data-keys)',
       purpose: 'Delivering the messages that arrive while you are offline',
       legalBasis: 'contract',
-      retention: {
-        description: `until delivered when you next come online, at most ${days} days`,
-        maxAgeSeconds: days * DAY_SECONDS,
-      },
+      // Reports and the data-policy form must not announce a retention for a store that is turned off.
+      retention:
+        maxPerUser === 0
+          ? { description: 'not kept: offline storage is turned off', maxAgeSeconds: 0 }
+          : {
+              description: `until delivered when you next come online, at most ${days} days`,
+              maxAgeSeconds: days * DAY_SECONDS,
+            },
+      content: true,
+      encryptedAtRest: true,
       recipients: [],
       tables: ['offline_messages'],
-      // A message is the recipient's copy (the email model): it names its sender, and stays when the sender is erased.
-      mentions: [{ table: 'offline_messages', column: 'stanza', ownerColumn: 'owner' }],
+      // A message is the recipient's copy (the email model): it names its sender (inside the ciphertext), and stays
+      // when the sender is erased.
+      mentions: [{ table: 'offline_messages', column: 'sealed', ownerColumn: 'owner' }],
       count: (user) => store.count(user.bareString()),
       export: async function* (user) {
+        // A message that cannot be decrypted any more is nobody's to read; it is left out (and logged).
         for await (const row of store.all(user.bareString()))
-          yield { storedAt: new Date(row.stored_at).toISOString(), stanza: row.stanza };
+          if (row.stanza !== undefined) yield { storedAt: new Date(row.stored_at).toISOString(), stanza: row.stanza };
       },
       erase: (user, tx) => store.erase(user.bareString(), tx),
       expire: (now) => this.expire(now),
+      message: (record) => ({ time: record.storedAt as string, stanza: record.stanza as string }),
+      xep0227: offlineXep0227(
+        async function* (user) {
+          const parser = new FragmentParser();
+          for await (const row of store.all(user.bareString()))
+            if (row.stanza !== undefined) yield parser.parse(row.stanza)[0] as XmlElement;
+        },
+        (user, storedAt, stanza, tx) => store.insert(user.bareString(), storedAt, stanza, tx),
+      ),
     };
   }
 
@@ -214,16 +294,23 @@ class OfflineMessages {
     const verdict = classify(stanza);
     if (verdict !== 'store') return verdict === 'drop';
     const now = Date.now();
-    return this.store
-      .add(to.bareString(), now, this.stamped(stanza, to.domain, origin !== undefined, now), max)
-      .then((added) => {
-        if (!added)
-          this.server.router.reject(
-            stanza,
-            new StanzaError('service-unavailable', 'the recipient’s offline message storage is full'),
-          );
-        return true;
-      });
+    const owner = to.bare;
+    return this.server.accounts.exists(owner).then(async (active) => {
+      // Not taken: message.ts answers as for an account that does not exist.
+      if (!active) return false;
+      const added = await this.store.add(
+        owner.bareString(),
+        now,
+        this.stamped(stanza, to.domain, origin !== undefined, now),
+        max,
+      );
+      if (!added)
+        this.server.router.reject(
+          stanza,
+          new StanzaError('service-unavailable', 'the recipient’s offline message storage is full'),
+        );
+      return true;
+    });
   }
 
   /**
@@ -283,8 +370,8 @@ class OfflineMessages {
       // Past their retention but not swept yet: deleted with the batch, never delivered.
       const cutoff = Date.now() - this.retentionMs;
       for (const row of rows) {
-        if (row.stored_at >= cutoff) {
-          const stanza = this.parse(row);
+        if (row.stored_at >= cutoff && row.stanza !== undefined) {
+          const stanza = this.parse(row.id, row.stanza);
           if (stanza) session.send(stanza);
         }
         after = row.id;
@@ -293,12 +380,12 @@ class OfflineMessages {
     }
   }
 
-  private parse(row: Row): XmlElement | undefined {
+  private parse(id: number, stanza: string): XmlElement | undefined {
     try {
-      return parseFragments(row.stanza)[0];
+      return parseFragments(stanza)[0];
     } catch (err) {
       // Undeliverable for good: logged and deleted with its batch rather than blocking the rest.
-      this.server.log.error({ err, id: row.id }, 'a stored offline message does not parse');
+      this.server.log.error({ err, id }, 'a stored offline message does not parse');
       return undefined;
     }
   }
@@ -322,10 +409,30 @@ export const offlineModule: LetheModule = {
         CREATE INDEX offline_messages_owner ON offline_messages (owner, id);
         CREATE INDEX offline_messages_stored_at ON offline_messages (stored_at)`,
     },
+    {
+      // Encryption at rest: the stanza becomes `sealed` (see OfflineStore). Rows stored in clear move to
+      // `legacy_stanza`, which the module seals at start; SQL alone cannot encrypt them.
+      component: 'offline',
+      version: 2,
+      sql: `CREATE TABLE offline_messages_v2 (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          owner TEXT NOT NULL REFERENCES accounts(jid),
+          stored_at INTEGER NOT NULL,
+          sealed BLOB,
+          legacy_stanza TEXT,
+          CHECK ((sealed IS NULL) <> (legacy_stanza IS NULL))
+        );
+        INSERT INTO offline_messages_v2 (id, owner, stored_at, legacy_stanza)
+          SELECT id, owner, stored_at, stanza FROM offline_messages;
+        DROP TABLE offline_messages;
+        ALTER TABLE offline_messages_v2 RENAME TO offline_messages;
+        CREATE INDEX offline_messages_owner ON offline_messages (owner, id);
+        CREATE INDEX offline_messages_stored_at ON offline_messages (stored_at)`,
+    },
   ],
-  load(server) {
+  async load(server) {
     const offline = new OfflineMessages(server);
-    offline.attach();
+    await offline.attach();
     instances.set(server, offline);
   },
   async unload(server) {

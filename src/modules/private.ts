@@ -2,6 +2,7 @@ import { StanzaError } from '../core/errors.js';
 import type { LetheModule } from '../core/module.js';
 import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
+import { isoDate, key, setLetheAttr, takeLetheAttr } from '../privacy/xep0227/names.js';
 import { type XmlElement, x } from '../xml/element.js';
 import { detachedXml, parseFragments } from '../xml/fragment.js';
 
@@ -148,6 +149,44 @@ function registerCategory(server: Server): void {
     },
     erase: async (user, tx) =>
       (await tx.run('DELETE FROM private_storage WHERE owner = ?', [user.bareString()])).changes,
+    xep0227: {
+      elements: [key(NS_PRIVATE, 'query')],
+      async *export(user) {
+        const query = x('query', { xmlns: NS_PRIVATE });
+        for await (const row of db.iterate<{ xml: string; updated_at: string }>(
+          'SELECT xml, updated_at FROM private_storage WHERE owner = ? ORDER BY namespace',
+          [user.bareString()],
+        )) {
+          const fragments = parseFragments(row.xml);
+          setLetheAttr(fragments[0] as XmlElement, 'updated', row.updated_at);
+          for (const el of fragments) query.append(el);
+        }
+        if (query.children.length > 0) yield query;
+      },
+      async import(user, query, { tx, warn }) {
+        const byNs = new Map<string, { xml: string; updated: string | undefined }>();
+        for (const el of query.elements()) {
+          const updated = takeLetheAttr(el, 'updated');
+          let ns: string;
+          try {
+            ns = checkNamespace(el.xmlns);
+          } catch (err) {
+            warn(`${user}: private storage <${el.localName}/> skipped: ${(err as Error).message}`);
+            continue;
+          }
+          const entry = byNs.get(ns) ?? { xml: '', updated: undefined };
+          entry.xml += detachedXml(el);
+          entry.updated ??= isoDate(updated);
+          byNs.set(ns, entry);
+        }
+        for (const [ns, { xml, updated }] of byNs)
+          await tx.run(
+            `INSERT INTO private_storage (owner, namespace, xml, bytes, updated_at) VALUES (?, ?, ?, ?, ?)
+             ON CONFLICT (owner, namespace) DO UPDATE SET xml = excluded.xml, bytes = excluded.bytes, updated_at = excluded.updated_at`,
+            [user.bareString(), ns, xml, Buffer.byteLength(xml), updated ?? new Date().toISOString()],
+          );
+      },
+    },
   });
 }
 

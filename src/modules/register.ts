@@ -1,16 +1,17 @@
 import type { UnauthenticatedIqEvent } from '../c2s/stream.js';
-import { StanzaError } from '../core/errors.js';
+import { errorReply, StanzaError } from '../core/errors.js';
 import type { LetheModule } from '../core/module.js';
 import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
+import { requestErasure } from '../privacy/erasure.js';
 import { buildForm, readSubmittedForm } from '../xml/dataform.js';
 import { type XmlElement, x } from '../xml/element.js';
 import { Jid, JidError } from '../xml/jid.js';
 
 /**
  * XEP-0077 in-band registration: creating an account before authentication (off unless
- * `register.enabled`), and for logged-in users changing the password and removing the account,
- * which erases it through the privacy registry like `lethe user remove`.
+ * `register.enabled`), and for logged-in users changing the password and removing the account: with
+ * the password, that requests erasure (src/privacy/erasure.ts), after the grace period like `lethe user erase`.
  */
 const NS = 'jabber:iq:register';
 const NS_FEATURE = 'http://jabber.org/features/iq-register';
@@ -56,6 +57,43 @@ function submittedCredentials(query: XmlElement): { username?: string; password?
   const form = readSubmittedForm(query);
   if (form) return { username: form.get('username')?.[0], password: form.get('password')?.[0] };
   return { username: query.getChildText('username'), password: query.getChildText('password') };
+}
+
+const NS_CANCEL = 'jabber:iq:register:cancel';
+
+function cancellationForm(): XmlElement {
+  return buildForm(
+    'form',
+    [
+      { var: 'FORM_TYPE', type: 'hidden', values: [NS_CANCEL] },
+      { var: 'username', type: 'text-single', label: 'Username' },
+      { var: 'password', type: 'text-private', label: 'Password', required: true },
+    ],
+    {
+      title: 'Delete your account',
+      instructions:
+        'Confirm with your password. The account is locked at once and erased, with everything the server keeps for you, when the grace period ends.',
+    },
+  );
+}
+
+/**
+ * A removal request (§3.2) and the password confirming it: `<remove/>` with the legacy `<password/>`,
+ * or the returned cancellation form, with or without `<remove/>`. Undefined when the query is no removal.
+ */
+function removal(query: XmlElement): { username?: string; password?: string } | undefined {
+  const form = readSubmittedForm(query);
+  if (form?.get('FORM_TYPE')?.[0] === NS_CANCEL)
+    return { username: form.get('username')?.[0], password: form.get('password')?.[0] };
+  if (!query.getChild('remove')) return undefined;
+  if (form) return { username: form.get('username')?.[0], password: form.get('password')?.[0] };
+  return { username: query.getChildText('username'), password: query.getChildText('password') };
+}
+
+/** The form's example gives the bare JID as username, legacy clients the localpart. */
+function sameAccount(username: string, account: Jid): boolean {
+  const name = username.toLowerCase();
+  return name === account.local || name === account.bareString();
 }
 
 export const registerModule: LetheModule = {
@@ -122,12 +160,24 @@ export const registerModule: LetheModule = {
     const change = async ({ stanza, from }: StanzaEvent) => {
       const query = stanza.getChild('query', NS) as XmlElement;
       const account = from.bare;
-      if (query.getChild('remove')) {
+      const removing = removal(query);
+      if (removing) {
         if (!cfg.allowRemove) throw new StanzaError('not-allowed', 'accounts cannot be removed in-band here');
-        if (query.elements().length !== 1) throw new StanzaError('bad-request', 'remove must be the only child');
-        // XEP-0077 §3.2: answer first, then end every session of the account (accounts.remove does).
+        if (!removing.password) {
+          // §3.2: a deployment that needs more before cancelling returns a form in the error.
+          const reply = errorReply(stanza, new StanzaError('not-authorized', 'confirm with your password', 'modify'));
+          reply.setAttr('from', reply.attrs.from ?? account.bareString());
+          reply.append(x('query', { xmlns: NS }, cancellationForm()));
+          await server.router.route(reply);
+          return true;
+        }
+        if (removing.username && !sameAccount(removing.username, account))
+          throw new StanzaError('not-authorized', 'you can only delete your own account');
+        if (!(await server.accounts.checkPassword(account, removing.password)))
+          throw new StanzaError('not-authorized', 'wrong password');
+        // §3.2: answer first; the request then locks the account and ends its sessions.
         server.router.reply(stanza);
-        await server.accounts.remove(account);
+        await requestErasure(server, account, { by: account.bareString(), reason: 'asked in-band (XEP-0077)' });
         return true;
       }
       if (!cfg.allowPasswordChange) throw new StanzaError('not-allowed', 'passwords cannot be changed in-band here');

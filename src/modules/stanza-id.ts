@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { LetheModule } from '../core/module.js';
 import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
-import type { XmlNode } from '../xml/element.js';
+import type { XmlElement, XmlNode } from '../xml/element.js';
 import { Jid } from '../xml/jid.js';
 import type { AccountInfoEvent } from './disco.js';
 
@@ -16,6 +16,23 @@ import type { AccountInfoEvent } from './disco.js';
  */
 
 export const NS_SID = 'urn:xmpp:sid:0';
+
+/** Ids of messages local clients sent, by stanza: weak, so nothing outlives the message. */
+const sentIds = new WeakMap<XmlElement, string>();
+
+/**
+ * The id under which the sender's own account keeps a message one of its clients sent: made on first
+ * use, so the archive (XEP-0313) and the sent carbons (XEP-0280) of one message name the same id. It is
+ * never put in the message itself: the recipient has no access to the sender's archive (XEP-0313 §3).
+ */
+export function sentStanzaId(stanza: XmlElement): string {
+  let id = sentIds.get(stanza);
+  if (id === undefined) {
+    id = randomUUID();
+    sentIds.set(stanza, id);
+  }
+  return id;
+}
 
 function stamp(server: Server, { stanza, to }: StanzaEvent): void {
   const type = stanza.attrs.type;

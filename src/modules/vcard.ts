@@ -2,6 +2,7 @@ import { StanzaError } from '../core/errors.js';
 import type { LetheModule } from '../core/module.js';
 import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
+import { isoDate, key, setLetheAttr, takeLetheAttr } from '../privacy/xep0227/names.js';
 import type { XmlElement } from '../xml/element.js';
 import { x } from '../xml/element.js';
 import { detachedXml, parseFragments } from '../xml/fragment.js';
@@ -103,6 +104,25 @@ function registerCategory(server: Server): void {
       if (row) yield { vcard: row.xml, updatedAt: row.updated_at };
     },
     erase: async (user, tx) => (await tx.run('DELETE FROM vcards WHERE owner = ?', [user.bareString()])).changes,
+    xep0227: {
+      elements: [key(NS_VCARD, 'vCard')],
+      async *export(user) {
+        const row = await db.get<VcardRow>('SELECT xml, updated_at FROM vcards WHERE owner = ?', [user.bareString()]);
+        if (!row) return;
+        const vcard = parseFragments(row.xml)[0] as XmlElement;
+        setLetheAttr(vcard, 'updated', row.updated_at);
+        yield vcard;
+      },
+      async import(user, vcard, { tx }) {
+        const updated = takeLetheAttr(vcard, 'updated');
+        if (vcard.children.every((c) => typeof c === 'string' && c.trim() === '')) return;
+        await tx.run(
+          `INSERT INTO vcards (owner, xml, updated_at) VALUES (?, ?, ?)
+           ON CONFLICT (owner) DO UPDATE SET xml = excluded.xml, updated_at = excluded.updated_at`,
+          [user.bareString(), vcard.toString(), isoDate(updated) ?? new Date().toISOString()],
+        );
+      },
+    },
   });
 }
 

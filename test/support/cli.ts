@@ -34,6 +34,7 @@ export function writeConfig(extra: Record<string, unknown> = {}): { path: string
       domain: 'cli.test',
       dataDir: './data',
       c2s: { host: '127.0.0.1', port: 0, directTlsPort: 0 },
+      http: { host: '127.0.0.1', port: 0 },
       auth: { scramIterations: 4096 },
       log: { level: 'warn' },
       ...extra,

@@ -120,6 +120,20 @@ export const probes: Record<string, Probe> = {
       await recipient.stop();
     }
   },
+  // XEP-0050: the commands a user may run are the items of the commands node; the privacy summary runs in one step.
+  'http://jabber.org/protocol/commands': async (c, { domain }) => {
+    const NS_COMMANDS = 'http://jabber.org/protocol/commands';
+    const list = await get(c, domain, xml('query', { xmlns: DISCO_ITEMS, node: NS_COMMANDS }));
+    const nodes = list
+      .getChild('query', DISCO_ITEMS)
+      ?.getChildren('item')
+      .map((i) => i.attrs.node);
+    assert.ok(nodes?.includes('urn:lethe:privacy:summary'), 'the privacy summary is listed');
+    const reply = await c.iq(
+      xml('iq', { type: 'set', to: domain }, xml('command', { xmlns: NS_COMMANDS, node: 'urn:lethe:privacy:summary' })),
+    );
+    assert.equal(reply.getChild('command', NS_COMMANDS)?.attrs.status, 'completed');
+  },
   'jabber:iq:private': async (c) => {
     await get(
       c,
@@ -149,5 +163,26 @@ export const accountProbes: Record<string, Probe> = {
     await c.send(xml('message', { to: self, id, type: 'chat' }, xml('body', {}, 'probe')));
     const echo = await c.waitFor((el) => el.is('message') && el.attrs.id === id, 5000, 'the probe message');
     assert.ok(echo.getChildren('stanza-id', 'urn:xmpp:sid:0').some((s) => s.attrs.by === self));
+  },
+  // XEP-0313: a query of one's own archive ends with the iq result carrying <fin/>.
+  'urn:xmpp:mam:2': async (c) => {
+    const reply = await c.iq(xml('iq', { type: 'set' }, xml('query', { xmlns: 'urn:xmpp:mam:2', queryid: 'probe' })));
+    assert.ok(reply.getChild('fin', 'urn:xmpp:mam:2')?.getChild('set', 'http://jabber.org/protocol/rsm'));
+  },
+  // #extended: archive metadata, and a flipped last page.
+  'urn:xmpp:mam:2#extended': async (c) => {
+    await get(c, undefined, xml('metadata', { xmlns: 'urn:xmpp:mam:2' }));
+    const query = xml(
+      'query',
+      { xmlns: 'urn:xmpp:mam:2' },
+      xml('set', { xmlns: 'http://jabber.org/protocol/rsm' }, xml('max', {}, '5'), xml('before')),
+      xml('flip-page'),
+    );
+    assert.equal((await c.iq(xml('iq', { type: 'set' }, query))).attrs.type, 'result');
+  },
+  // urn:xmpp:mamtrim:0: an empty <trim/> empties the prober's own archive.
+  'urn:xmpp:mamtrim:0': async (c) => {
+    const reply = await c.iq(xml('iq', { type: 'set' }, xml('trim', { xmlns: 'urn:xmpp:mamtrim:0' })));
+    assert.equal(reply.attrs.type, 'result');
   },
 };

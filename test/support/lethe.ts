@@ -36,6 +36,7 @@ export async function startTestServer(overrides: ConfigInput = {}, dataDir?: str
       dataDir: dir,
       ...overrides,
       c2s: { host: '127.0.0.1', port: 0, directTlsPort: 0, ...overrides.c2s },
+      http: { host: '127.0.0.1', port: 0, ...overrides.http },
       log: { level: (process.env.LETHE_TEST_LOG as 'debug' | undefined) ?? 'silent', ...overrides.log },
       auth: { scramIterations: 4096, ...overrides.auth },
     },

@@ -1,5 +1,6 @@
 import type { Server } from '../../core/server.js';
 import type { Db, Migration } from '../../storage/db.js';
+import { requestsXep0227, rosterXep0227 } from './pie.js';
 import type { Subscription } from './subscription.js';
 
 /**
@@ -315,6 +316,16 @@ export class RosterStore {
       },
       // A contact's own roster item names the user; it is theirs and stays (the email model).
       mentions: [{ table: 'roster_items', column: 'contact', ownerColumn: 'owner' }],
+      xep0227: rosterXep0227(
+        async function* (user) {
+          for await (const row of db().iterate<ItemRow>(
+            `SELECT ${ITEM_COLUMNS} FROM roster_items WHERE owner = ? ORDER BY contact`,
+            [user.bareString()],
+          ))
+            yield itemOf(row);
+        },
+        (owner) => cache.delete(owner),
+      ),
     });
     this.server.privacy.register({
       id: 'subscription-requests',
@@ -343,6 +354,13 @@ export class RosterStore {
         (await tx.run('DELETE FROM roster_requests WHERE owner = ?', [user.bareString()])).changes,
       // The request the user sent to a contact is the contact's to answer; erasing the user withdraws it (presence module).
       mentions: [{ table: 'roster_requests', column: 'contact', ownerColumn: 'owner' }],
+      xep0227: requestsXep0227(async function* (user) {
+        for await (const row of db().iterate<RequestRow>(
+          'SELECT contact, status, nick FROM roster_requests WHERE owner = ? ORDER BY contact',
+          [user.bareString()],
+        ))
+          yield { from: row.contact, ...requestOf(row) };
+      }),
     });
   }
 }

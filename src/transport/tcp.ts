@@ -16,6 +16,20 @@ export interface TlsSettings {
   minVersion: tls.SecureVersion;
 }
 
+/**
+ * Output written during one turn of the event loop goes out in one socket write at its end: routing
+ * a burst of stanzas then costs one system call (and, with TLS, one record) per connection rather
+ * than one per stanza, which profiling showed to be most of the server's CPU time under load.
+ */
+const unflushed = new Set<TcpConnection>();
+let flushScheduled = false;
+
+function flushAll(): void {
+  flushScheduled = false;
+  for (const connection of unflushed) connection.flush();
+  unflushed.clear();
+}
+
 /** A TCP connection, plain with STARTTLS or TLS from the start. */
 export class TcpConnection implements Connection {
   readonly id = randomUUID();
@@ -23,6 +37,8 @@ export class TcpConnection implements Connection {
   private socket: net.Socket;
   private handlers: { data(chunk: Buffer): void; close(): void } | undefined;
   private closed = false;
+  /** Written and not yet handed to the socket (see `unflushed`). */
+  private pending = '';
 
   constructor(
     socket: net.Socket,
@@ -59,12 +75,28 @@ export class TcpConnection implements Connection {
   }
 
   write(data: string): void {
+    if (this.closed) return;
+    this.pending += data;
+    unflushed.add(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushAll);
+    }
+  }
+
+  /** Hands what was written to the socket now. */
+  flush(): void {
+    const data = this.pending;
+    if (!data) return;
+    this.pending = '';
     if (!this.closed && this.socket.writable) this.socket.write(data);
   }
 
   startTls(): Promise<void> {
     const settings = this.tlsSettings;
     if (!settings || this.secure) return Promise.reject(new Error('TLS is not available on this connection'));
+    // What was written before the upgrade (the `<proceed/>`) goes out in the clear.
+    this.flush();
     const plain = this.socket;
     plain.removeAllListeners('data');
     plain.removeAllListeners('close');
@@ -101,12 +133,14 @@ export class TcpConnection implements Connection {
 
   end(): void {
     if (this.closed) return;
+    this.flush();
     this.socket.end();
     // A peer that never closes its side must not keep the socket forever.
     setTimeout(() => this.socket.destroy(), 5_000).unref();
   }
 
   destroy(): void {
+    this.pending = '';
     this.socket.destroy();
   }
 }

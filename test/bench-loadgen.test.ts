@@ -9,7 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { STREAM_END, StanzaScanner } from '../bench/loadgen/xml.js';
+import { XmppConn } from '../bench/loadgen/connection.js';
+import { attr, STREAM_END, StanzaScanner } from '../bench/loadgen/xml.js';
 import { type BenchServer, type BenchSetup, commandExists, freePort, run } from '../bench/servers/common.js';
 import { LetheServer } from '../bench/servers/lethe.js';
 
@@ -203,4 +204,95 @@ test('idle: connections are held and answer, server memory is sampled', async (t
   assert.equal(result.sourceAddrs, 2);
   assert.ok((result.serverRssAfterKiB as number) > 0);
   assert.equal(typeof result.kibPerConn, 'number');
+});
+
+/** Logs in one of the test accounts with a resource of its own (not the load generator's `lg<n>`). */
+async function connectAccount(n: number): Promise<XmppConn> {
+  const conn = new XmppConn();
+  await conn.login({
+    host: '127.0.0.1',
+    port: (server as BenchServer).port,
+    domain: setup.domain,
+    username: `${setup.userPrefix}${n}`,
+    password: setup.password,
+    resource: 'filler',
+    tls: 'none',
+    mech: 'SCRAM-SHA-1',
+    timeoutMs: 10_000,
+  });
+  return conn;
+}
+
+test('mam: every page holds what the archive holds, and the counts match what was sent', async (t) => {
+  if (skipIfMissing(t)) return;
+  // Account 9 turns archiving on; 10 sends it 120 messages, 8 sends 80, it sends 50 to 10.
+  const owner = await connectAccount(9);
+  const a = await connectAccount(10);
+  const b = await connectAccount(8);
+  try {
+    const prefs = await owner.iq("<iq type='set' id='ID'><prefs xmlns='urn:xmpp:mam:2' default='always'/></iq>");
+    assert.equal(attr(prefs, 'type'), 'result', prefs);
+    let toOwner = 0;
+    let toA = 0;
+    owner.onStanza = (el) => {
+      if (el.startsWith('<message') && el.includes('<body>')) toOwner++;
+    };
+    a.onStanza = (el) => {
+      if (el.startsWith('<message') && el.includes('<body>')) toA++;
+    };
+    b.onStanza = () => {};
+    const chat = (to: string, i: number) =>
+      `<message to='${to}@${setup.domain}' type='chat'><body>m ${i}</body></message>`;
+    const ownerName = `${setup.userPrefix}9`;
+    for (let i = 0; i < 120; i++) a.send(chat(ownerName, i));
+    for (let i = 0; i < 80; i++) b.send(chat(ownerName, i));
+    for (let i = 0; i < 50; i++) owner.send(chat(`${setup.userPrefix}10`, i));
+    const end = Date.now() + 20_000;
+    while ((toOwner < 200 || toA < 50) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(toOwner, 200);
+    assert.equal(toA, 50);
+  } finally {
+    for (const c of [owner, a, b]) c.close();
+  }
+
+  const peerA = `${setup.userPrefix}10@${setup.domain}`;
+  const { code, result } = await loadgen(['mam', '--account', '9', '--count', '5', '--warmup', '1', '--with', peerA]);
+  assert.equal(code, 0, JSON.stringify(result));
+  assert.equal(result.scenario, 'mam');
+  assert.equal(result.ok, true);
+  assert.equal(result.archiveCount, 250);
+  assert.equal(result.mismatches, 0);
+  assert.equal(result.errors, 0);
+  type Kind = { pages: number; lastCount: number; completePages: number; resultsPerPage: { min: number; max: number } };
+  const latest = result.latest as Kind;
+  const withA = result.with as Kind;
+  assert.equal(latest.pages, 5);
+  assert.equal(latest.lastCount, 250);
+  assert.deepEqual([latest.resultsPerPage.min, latest.resultsPerPage.max], [50, 50]);
+  assert.equal(withA.pages, 5);
+  assert.equal(withA.lastCount, 170);
+  assert.equal((result.range as Kind).pages, 5);
+
+  // Peers discovered from the pages; a window as long as the archive finds all of it; a page of 100 of 80 is complete.
+  const second = await loadgen(['mam', '--account', '9', '--count', '3', '--page', '100', '--range-window', '3600']);
+  assert.equal(second.code, 0, JSON.stringify(second.result));
+  assert.equal(second.result.peers, 2);
+  const range = second.result.range as Kind;
+  assert.equal(range.lastCount, 250);
+  assert.deepEqual([range.resultsPerPage.min, range.resultsPerPage.max], [100, 100]);
+  const withAny = second.result.with as Kind;
+  assert.ok(withAny.lastCount === 170 || withAny.lastCount === 80, JSON.stringify(withAny));
+  assert.equal((second.result.with as Kind).pages, 3);
+});
+
+test('mam: a page that does not match its fin is a mismatch', async () => {
+  const { checkPage } = await import('../bench/loadgen/scenarios/mam.js');
+  const item = (id: string, stamp: number) => ({ id, stamp, peer: 'p@x' });
+  const good = { items: [item('a', 1), item('b', 2)], complete: true, count: 2, first: 'a', last: 'b' };
+  assert.equal(checkPage(good, { latest: true }, 50), undefined);
+  assert.match(String(checkPage({ ...good, last: 'a' }, { latest: true }, 50)), /first\/last/);
+  assert.match(String(checkPage({ ...good, count: 3 }, { latest: true }, 50)), /count 3/);
+  assert.match(String(checkPage({ ...good, complete: false }, { latest: true }, 50)), /not marked complete/);
+  assert.match(String(checkPage(good, { latest: true, with: 'q@x' }, 50)), /not q@x/);
+  assert.match(String(checkPage(good, { latest: false, start: 1500, end: 9000 }, 50)), /before the window/);
 });

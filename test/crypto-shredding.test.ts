@@ -51,26 +51,36 @@ function rawFile(path: string): Buffer {
   return Buffer.concat([readFileSync(path), existsSync(`${path}-wal`) ? readFileSync(`${path}-wal`) : Buffer.alloc(0)]);
 }
 
-async function waitStored(s: TestServer, user: Jid, n: number): Promise<void> {
-  const offline = s.running.server.privacy.get('offline');
-  for (const deadline = Date.now() + WAIT; (await offline?.count(user)) !== n; ) {
-    if (Date.now() > deadline) throw new Error(`${user} does not have ${n} offline messages`);
+async function waitStored(s: TestServer, user: Jid, n: number, category = 'offline'): Promise<void> {
+  const store = s.running.server.privacy.get(category);
+  for (const deadline = Date.now() + WAIT; (await store?.count(user)) !== n; ) {
+    if (Date.now() > deadline) throw new Error(`${user} does not have ${n} items in ${category}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
-/** Opens every offline message in a copy of the database with the given key store: the text, or why not. */
-async function readCopy(path: string, store: KeyStore): Promise<Map<string, string[]>> {
+/** The stores of message bodies: table and sealing purpose. */
+const SEALED_STORES = [
+  { table: 'offline_messages', purpose: 'offline', order: 'id' },
+  { table: 'mam_messages', purpose: 'archive', order: 'seq' },
+] as const;
+
+/** Opens every message of one store in a copy of the database with the given key store: the text, or why not. */
+async function readCopy(
+  path: string,
+  store: KeyStore,
+  { table, purpose, order }: (typeof SEALED_STORES)[number],
+): Promise<Map<string, string[]>> {
   const copy = new Database(path, { readonly: true });
   try {
     const out = new Map<string, string[]>();
-    for (const row of copy.prepare('SELECT owner, sealed FROM offline_messages ORDER BY id').all() as {
+    for (const row of copy.prepare(`SELECT owner, sealed FROM ${table} ORDER BY ${order}`).all() as {
       owner: string;
       sealed: Buffer;
     }[]) {
       let text: string;
       try {
-        text = (await unsealWith((id) => store.get(id), Jid.parse(row.owner), 'offline', row.sealed)).toString();
+        text = (await unsealWith((id) => store.get(id), Jid.parse(row.owner), purpose, row.sealed)).toString();
       } catch (err) {
         if (!(err instanceof UnsealError)) throw err;
         text = `unreadable: ${err.reason}`;
@@ -185,7 +195,8 @@ describe('crypto-shredding', () => {
   test('a copy of the database taken before an erasure no longer opens for the erased user, still does for others', async () => {
     const dir = tempDir();
     try {
-      const s = await startTestServer({}, dir);
+      // Everyone archives, so both stores of message bodies (offline messages, the archive) are in the copy.
+      const s = await startTestServer({ mam: { defaultPolicy: 'always' } }, dir);
       const backup = join(dir, 'backup-before-erasure.sqlite');
       const forAlice = [`for alice ${randomUUID()}`, `for alice ${randomUUID()}`];
       const forBob = [`for bob ${randomUUID()}`];
@@ -202,6 +213,8 @@ describe('crypto-shredding', () => {
             await carol.send(xml('message', { to: to.toString(), type: 'chat' }, xml('body', {}, text)));
         await waitStored(s, alice, forAlice.length);
         await waitStored(s, bob, forBob.length);
+        await waitStored(s, alice, forAlice.length, 'archive');
+        await waitStored(s, bob, forBob.length, 'archive');
         await carol.stop();
 
         const { server } = s.running;
@@ -212,15 +225,18 @@ describe('crypto-shredding', () => {
           assert.ok(!raw.includes(text), `"${text}" is not in the database file in clear`);
 
         // Before the erasure the copy opens with the server's keys: what follows is the shredding's doing.
-        const before = await readCopy(backup, server.keys.keyStore);
-        for (const [user, bodies] of [
-          [alice, forAlice],
-          [bob, forBob],
-        ] as const)
-          assert.deepEqual(
-            before.get(user.toString())?.map((stanza, i) => stanza.includes(`<body>${bodies[i]}</body>`)),
-            bodies.map(() => true),
-          );
+        for (const sealedStore of SEALED_STORES) {
+          const before = await readCopy(backup, server.keys.keyStore, sealedStore);
+          for (const [user, bodies] of [
+            [alice, forAlice],
+            [bob, forBob],
+          ] as const)
+            assert.deepEqual(
+              before.get(user.toString())?.map((stanza, i) => stanza.includes(`<body>${bodies[i]}</body>`)),
+              bodies.map(() => true),
+              `${sealedStore.table} of ${user}`,
+            );
+        }
         const copy = new Database(backup, { readonly: true });
         const keyId = (user: Jid) =>
           (copy.prepare('SELECT key_id FROM data_keys WHERE owner = ?').get(user.toString()) as { key_id: Buffer })
@@ -232,6 +248,7 @@ describe('crypto-shredding', () => {
         const receipt = await server.privacy.eraseAll(alice, server.db);
         assert.equal(receipt.find((l) => l.category === 'data-keys')?.removed, 1);
         assert.equal(receipt.find((l) => l.category === 'offline')?.removed, forAlice.length);
+        assert.equal(receipt.find((l) => l.category === 'archive')?.removed, forAlice.length);
       } finally {
         await s.stop();
       }
@@ -241,11 +258,21 @@ describe('crypto-shredding', () => {
       const keyStorePath = join(dir, 'keys.sqlite');
       const store = await KeyStore.open(serverKey.key, keyStorePath);
       try {
-        const after = await readCopy(backup, store);
-        assert.deepEqual(after.get(alice.toString()), ['unreadable: destroyed', 'unreadable: destroyed']);
-        const bobs = after.get(bob.toString()) ?? [];
-        assert.equal(bobs.length, 1);
-        assert.match(bobs[0] as string, new RegExp(`<body>${forBob[0]}</body>`), 'bob’s message still opens');
+        for (const sealedStore of SEALED_STORES) {
+          const after = await readCopy(backup, store, sealedStore);
+          assert.deepEqual(
+            after.get(alice.toString()),
+            ['unreadable: destroyed', 'unreadable: destroyed'],
+            sealedStore.table,
+          );
+          const bobs = after.get(bob.toString()) ?? [];
+          assert.equal(bobs.length, 1, sealedStore.table);
+          assert.match(
+            bobs[0] as string,
+            new RegExp(`<body>${forBob[0]}</body>`),
+            `bob’s ${sealedStore.table} still opens`,
+          );
+        }
       } finally {
         await store.close();
       }

@@ -228,7 +228,7 @@ export class XmppConn {
   }
 
   /** Sends an iq whose literal id='ID' is replaced by a fresh id; resolves with the reply. */
-  private iq(template: string): Promise<string> {
+  iq(template: string): Promise<string> {
     if (this.closed) return Promise.reject(this.error ?? new Error('connection closed'));
     const id = `lg${++this.iqCounter}`;
     return new Promise((resolve, reject) => {

@@ -5,9 +5,10 @@
 import { type Options, parseOptions, USAGE } from './options.js';
 import { idle } from './scenarios/idle.js';
 import { logins } from './scenarios/logins.js';
+import { mam } from './scenarios/mam.js';
 import { throughput } from './scenarios/throughput.js';
 
-const RUNNERS = { logins, idle, throughput } satisfies Record<Options['scenario'], unknown>;
+const RUNNERS = { logins, idle, throughput, mam } satisfies Record<Options['scenario'], unknown>;
 
 let printed = false;
 function emit(line: Record<string, unknown>, code: number): void {

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { type LoginOptions, type Mech, type TlsMode, XmppConn } from './connection.js';
 import { assertLoopback, parseSourceAddrs } from './util.js';
 
-export const SCENARIOS = ['logins', 'idle', 'throughput'] as const;
+export const SCENARIOS = ['logins', 'idle', 'throughput', 'mam'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 export interface Options {
@@ -14,9 +14,9 @@ export interface Options {
   password: string;
   tls: TlsMode;
   mech: Mech;
-  /** logins: accounts logged in; idle: connections held. */
+  /** logins: accounts logged in; idle: connections held; mam: timed queries of each kind. */
   count: number;
-  /** logins: untimed warm-up logins before the timed pass. */
+  /** logins: untimed warm-up logins before the timed pass; mam: untimed queries of each kind first. */
   warmup: number;
   concurrency: number;
   pairs: number;
@@ -33,6 +33,19 @@ export interface Options {
   timeoutS: number;
   loginTimeoutMs: number;
   label: string | undefined;
+  /** mam: number of the account (prefix + N) whose archive is queried. */
+  account: number;
+  /** mam: RSM max of every query. */
+  page: number;
+  /** mam: peer of the `with` queries; discovered from the latest page when absent. */
+  with: string | undefined;
+  /** mam: the archive's span (ms since the epoch) for the date-range windows; discovered when absent. */
+  rangeStart: number | undefined;
+  rangeEnd: number | undefined;
+  /** mam: length of each date-range window (ms); a thirtieth of the span when absent. */
+  rangeWindowMs: number | undefined;
+  /** mam: seed of the random windows and peers, so runs are repeatable. */
+  seed: number;
 }
 
 export const USAGE = `usage: node dist/bench/loadgen/main.js <${SCENARIOS.join('|')}> --port N --domain D --password P [options]
@@ -40,8 +53,9 @@ export const USAGE = `usage: node dist/bench/loadgen/main.js <${SCENARIOS.join('
   --user-prefix P       accounts are P1..PN (bench)
   --tls MODE            starttls | none | direct (none)
   --mech M              SCRAM-SHA-1 | PLAIN (SCRAM-SHA-1)
-  --count N             logins: accounts to log in (100); idle: connections to hold (1000)
-  --warmup N            logins: untimed warm-up logins first (= count)
+  --count N             logins: accounts to log in (100); idle: connections to hold (1000);
+                        mam: timed queries of each kind (200)
+  --warmup N            logins: untimed warm-up logins first (= count); mam: untimed queries per kind (20)
   --concurrency C       logins in flight at once (20; idle 200)
   --pairs P             throughput: sender/receiver pairs (50)
   --window W            throughput: max unacknowledged messages per pair (10)
@@ -52,7 +66,14 @@ export const USAGE = `usage: node dist/bench/loadgen/main.js <${SCENARIOS.join('
   --source-addrs R      local addresses to spread over, e.g. 127.0.0.2-127.0.0.9
   --timeout S           hard limit for the whole scenario (300)
   --login-timeout S     limit for one login (30)
-  --label L             copied into the JSON line`;
+  --label L             copied into the JSON line
+  --account N           mam: query the archive of account <prefix>N (1)
+  --page N              mam: RSM max per query (50)
+  --with JID            mam: peer of the with-filtered queries (default: peers seen in the latest pages)
+  --range-start T       mam: start of the archive span for date-range windows, ISO 8601 (default: discovered)
+  --range-end T         mam: end of that span (default: discovered)
+  --range-window S      mam: seconds per date-range window (a thirtieth of the span)
+  --seed N              mam: seed of the random windows (1)`;
 
 export function parseOptions(argv: string[]): Options {
   const { values, positionals } = parseArgs({
@@ -80,6 +101,13 @@ export function parseOptions(argv: string[]): Options {
       timeout: { type: 'string', default: '300' },
       'login-timeout': { type: 'string', default: '30' },
       label: { type: 'string' },
+      account: { type: 'string', default: '1' },
+      page: { type: 'string', default: '50' },
+      with: { type: 'string' },
+      'range-start': { type: 'string' },
+      'range-end': { type: 'string' },
+      'range-window': { type: 'string' },
+      seed: { type: 'string', default: '1' },
     },
   });
   const scenario = positionals[0];
@@ -107,7 +135,13 @@ export function parseOptions(argv: string[]): Options {
     throw new Error('--tls must be starttls, none or direct');
   const mech = values.mech as string;
   if (mech !== 'SCRAM-SHA-1' && mech !== 'PLAIN') throw new Error('--mech must be SCRAM-SHA-1 or PLAIN');
-  const count = int('count', values.count ?? (sc === 'idle' ? '1000' : '100'), 1);
+  const count = int('count', values.count ?? (sc === 'idle' ? '1000' : sc === 'mam' ? '200' : '100'), 1);
+  const date = (name: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined;
+    const ms = Date.parse(v);
+    if (Number.isNaN(ms)) throw new Error(`--${name} must be an ISO 8601 date-time`);
+    return ms;
+  };
   return {
     scenario: sc,
     host,
@@ -118,7 +152,7 @@ export function parseOptions(argv: string[]): Options {
     tls: tlsMode,
     mech,
     count,
-    warmup: int('warmup', values.warmup ?? String(count), 0),
+    warmup: int('warmup', values.warmup ?? String(sc === 'mam' ? Math.min(20, count) : count), 0),
     concurrency: int('concurrency', values.concurrency ?? (sc === 'idle' ? '200' : '20'), 1),
     pairs: int('pairs', values.pairs, 1),
     window: int('window', values.window, 1),
@@ -130,6 +164,14 @@ export function parseOptions(argv: string[]): Options {
     timeoutS: num('timeout', values.timeout, 1),
     loginTimeoutMs: num('login-timeout', values['login-timeout'], 0.1) * 1000,
     label: values.label,
+    account: int('account', values.account, 1),
+    page: int('page', values.page, 1),
+    with: values.with,
+    rangeStart: date('range-start', values['range-start']),
+    rangeEnd: date('range-end', values['range-end']),
+    rangeWindowMs:
+      values['range-window'] === undefined ? undefined : num('range-window', values['range-window'], 0.001) * 1000,
+    seed: int('seed', values.seed, 0),
   };
 }
 

@@ -24,5 +24,6 @@ export interface Migration {
   component: string;
   /** Versions start at 1 and only ever grow; a shipped migration is never edited. */
   version: number;
-  sql: string;
+  /** Statements separated by `;`, or a list of statements (for those with `;` inside, like triggers). */
+  sql: string | string[];
 }

@@ -38,8 +38,9 @@ export async function migrate(db: Db, migrations: Migration[]): Promise<string[]
   return ran;
 }
 
-/** Migrations hold several statements; none of ours contain semicolons inside literals. */
-function splitStatements(sql: string): string[] {
+/** Migrations hold several statements; none of ours contain semicolons inside literals, triggers come as lists. */
+function splitStatements(sql: string | string[]): string[] {
+  if (Array.isArray(sql)) return sql;
   return sql
     .split(';')
     .map((s) => s.trim())

@@ -333,7 +333,7 @@ export class MessageArchive {
       content: true,
       encryptedAtRest: true,
       recipients: [],
-      tables: ['mam_messages'],
+      tables: ['mam_messages', 'mam_counts'],
       // The archive is its owner's copy (the email model): it names the other party, and stays when they are erased.
       mentions: [{ table: 'mam_messages', column: 'peer', ownerColumn: 'owner' }],
       count: (user) => store.count(user.bareString(), { after: [], before: [] }),

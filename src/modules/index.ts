@@ -1,6 +1,7 @@
 import type { LetheModule } from '../core/module.js';
 import { downloadsModule } from '../privacy/downloads.js';
 import { erasureModule } from '../privacy/erasure.js';
+import { restorePageModule } from '../privacy/restore-page.js';
 import { adhocModule } from './adhoc.js';
 import { blockingModule } from './blocking.js';
 import { capsModule } from './caps.js';
@@ -54,6 +55,7 @@ export function defaultModules(): LetheModule[] {
     adhocModule,
     privacySummaryModule,
     downloadsModule,
+    restorePageModule,
     selfExportModule,
     selfEraseModule,
     // Last: its categories are erased first, and its sweeper needs every other category registered.

@@ -1,5 +1,5 @@
 import type { LetheModule } from '../core/module.js';
-import { requestErasure } from '../privacy/erasure.js';
+import { requestErasure, restorePageUrl } from '../privacy/erasure.js';
 import { buildForm } from '../xml/dataform.js';
 import { adhocCommands } from './adhoc.js';
 
@@ -30,7 +30,7 @@ export const selfEraseModule: LetheModule = {
             const list = kept.map(({ category, count }) => `- ${category.id} (${count}): ${category.description}`);
             const when =
               graceDays > 0
-                ? `The account is locked at once and erased after ${graceDays} days; until then the operator can restore it.`
+                ? `The account is locked at once and erased after ${graceDays} days; until then you can cancel on the web page you will be given, or ask the operator.`
                 : 'The account is erased at once; this cannot be undone.';
             return buildForm(
               'form',
@@ -63,7 +63,9 @@ export const selfEraseModule: LetheModule = {
               type: 'info',
               text:
                 graceDays > 0
-                  ? `Your account will be erased on ${date}. It is locked from now on; ask the operator to restore it before then if you change your mind.`
+                  ? `Your account will be erased on ${date}. It is locked from now on; if you change your mind, ${
+                      restorePageUrl(server) ? `log in at ${restorePageUrl(server)}` : 'ask the operator to restore it'
+                    } before then.`
                   : 'Your account is being erased now.',
             },
           ],

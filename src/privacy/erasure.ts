@@ -77,10 +77,36 @@ function getHold(db: Db, jid: Jid): Promise<HoldRow | undefined> {
   return db.get<HoldRow>('SELECT * FROM account_holds WHERE jid = ?', [jid.bareString()]);
 }
 
+export const RESTORE_PATH = '/account/restore';
+
+/** The page's address as users reach it, or undefined when the HTTPS listener is off. */
+export function restorePageUrl(server: Server): string | undefined {
+  const { http, domains } = server.config;
+  if (!http.enabled) return undefined;
+  try {
+    return server.http.url(RESTORE_PATH);
+  } catch {
+    // On the command line no listener runs: the address the server will have.
+    return `${(http.publicUrl ?? `https://${domains[0]}:${http.port}`).replace(/\/+$/, '')}${RESTORE_PATH}`;
+  }
+}
+
+/** Whether an erasure of the account is pending and can still be cancelled. */
+export async function pendingErasure(server: Server, account: Jid): Promise<boolean> {
+  const hold = await getHold(server.db, account.bare);
+  return hold?.kind === 'erasure' && !hold.erasing;
+}
+
 function contactHint(server: Server): string {
   const { privacy, support, admin } = server.config.contactAddresses;
   const addresses = privacy.length ? privacy : support.length ? support : admin;
   return addresses.length ? ` (${addresses.join(', ')})` : '';
+}
+
+function restoreHow(server: Server, jid: Jid): string {
+  const url = restorePageUrl(server);
+  const operator = `ask the operator of ${jid.domain}${contactHint(server)} to restore it`;
+  return url ? `log in at ${url} or ${operator}` : operator;
 }
 
 function graceNotice(server: Server, jid: Jid, eraseAt: Date, willErase: ErasureRequest['willErase']): string {
@@ -91,8 +117,7 @@ function graceNotice(server: Server, jid: Jid, eraseAt: Date, willErase: Erasure
   return (
     `Your account ${jid} will be erased on ${day(eraseAt)} (UTC), with everything this server keeps for you` +
     `${what ? `: ${what}` : ''}. Messages you sent to others stay with them. Until then the account is locked: ` +
-    `you cannot log in and messages to it are refused. To cancel, ask the operator of ${jid.domain}${contactHint(server)} ` +
-    `to restore it before that date.`
+    `you cannot log in and messages to it are refused. To cancel, ${restoreHow(server, jid)} before that date.`
   );
 }
 
@@ -533,7 +558,7 @@ export const erasureModule: LetheModule = {
           ? 'this account has been deactivated by the operator; ask them to reactivate it'
           : hold.erasing
             ? 'this account is being erased'
-            : `this account is locked and will be erased on ${day(hold.erase_at as string)}; until then the operator can restore it`;
+            : `this account is locked and will be erased on ${day(hold.erase_at as string)}; to cancel, ${restoreHow(server, event.jid)}`;
     });
     const sweeper: { timer?: NodeJS.Timeout; running?: Promise<unknown> } = {};
     sweepers.set(server, sweeper);

@@ -14,6 +14,7 @@ import { adhocCommands, type FormValues } from '../adhoc.js';
 import type { AccountInfoEvent } from '../disco.js';
 import { NS_SID, sentStanzaId } from '../stanza-id.js';
 import { ArchiveWriter, PURPOSE, worthArchiving } from './archiver.js';
+import { archiveXep0227 } from './pie.js';
 import {
   archives,
   type ConsentChannel,
@@ -353,6 +354,13 @@ export class MessageArchive {
         }
       },
       message: (record) => ({ time: record.time as string, stanza: record.stanza as string }),
+      xep0227: archiveXep0227(this.server, async function* (user) {
+        const owner = user.bareString();
+        for await (const row of store.all(owner)) {
+          const message = await open(owner, row);
+          if (message) yield { id: row.id, ts: row.ts, message };
+        }
+      }),
       erase: (user, tx) => store.erase(user.bareString(), tx),
       expire: (now) => this.expire(now),
     };

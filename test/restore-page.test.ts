@@ -42,6 +42,9 @@ test('the page shows a login form', async () => {
   assert.equal(reply.status, 200);
   assert.match(String(reply.headers['content-type']), /text\/html/);
   assert.match(reply.body.toString(), /<form method="post" action="\/account\/restore">/);
+  // A browser submits the form only when the policy allows posting back to this origin.
+  assert.match(String(reply.headers['content-security-policy']), /form-action 'self'/);
+  assert.match(String(reply.headers['content-security-policy']), /default-src 'none'/);
 });
 
 test('a wrong password, an account with nothing pending, or a foreign domain all get the same refusal', async () => {

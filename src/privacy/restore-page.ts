@@ -27,7 +27,11 @@ function page(status: number, message: string, withForm: boolean): HttpResponse 
     : '';
   return {
     status,
-    headers: { 'content-type': 'text/html; charset=utf-8' },
+    headers: {
+      'content-type': 'text/html; charset=utf-8',
+      // The listener's policy forbids forms; this page's one form posts back to itself.
+      'content-security-policy': "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    },
     body: `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
 <title>Cancel the deletion of your account</title></head>

@@ -1,10 +1,6 @@
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import { runCli, startCli, writeConfig } from './support/cli.js';
+import { runSlixmppScript, SLIXMPP_PASSWORD, skipWithoutSlixmpp, withLetheForSlixmpp } from './support/slixmpp.js';
 
 /**
  * slixmpp's XEP-0313 and XEP-0441 plugins (Debian's python3-slixmpp) against `lethe start` with the
@@ -12,41 +8,13 @@ import { runCli, startCli, writeConfig } from './support/cli.js';
  * history of 25 messages both ways with bob (and one from carol halfway) is read back in pages of 10 with
  * slixmpp's XEP-0059 iterator, forwards, backwards and filtered on bob.
  */
-const PYTHON = '/usr/bin/python3';
-const SCRIPT = resolve(dirname(fileURLToPath(import.meta.url)), '../../test/e2e/slixmpp_mam.py');
+const SCRIPT = 'slixmpp_mam.py';
 const MESSAGES = 25;
 const PAGE = 10;
 const CAROL = 'from carol, not bob';
 /** Alice's archive as it must be: the 25 with bob, in the order sent, carol's after the 12th. */
 const WITH_BOB = Array.from({ length: MESSAGES }, (_, i) => `archived message ${String(i + 1).padStart(2, '0')}`);
 const ALL = [...WITH_BOB.slice(0, 12), CAROL, ...WITH_BOB.slice(12)];
-
-function slixmppMissing(): string | undefined {
-  const r = spawnSync(PYTHON, ['-c', 'import slixmpp'], { encoding: 'utf8' });
-  return r.status === 0
-    ? undefined
-    : `python3-slixmpp is not installed (apt-get install -y python3-slixmpp): ${r.stderr || r.error}`;
-}
-
-/** Runs the script without blocking the event loop (the server is a child too), with a hard limit. */
-function run(args: string[], timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(PYTHON, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (status) => {
-      clearTimeout(timer);
-      done({ status, stdout, stderr });
-    });
-  });
-}
 
 interface Archived {
   id: string;
@@ -68,33 +36,20 @@ interface PageSeen {
 test('slixmpp: opt in with XEP-0441, then page through a 25-message archive (XEP-0313 + XEP-0059) both ways and by peer', {
   timeout: 150_000,
 }, async (t) => {
-  const missing = slixmppMissing();
-  if (missing) {
-    console.warn(`SKIPPED slixmpp end-to-end test: ${missing}`);
-    t.skip(missing);
-    return;
-  }
-  const { path, dir } = writeConfig();
-  const password = 'slix secret pass';
-  for (const user of ['alice', 'bob', 'carol']) {
-    const r = runCli(['--config', path, 'user', 'add', `${user}@cli.test`, '--password-stdin'], {
-      input: `${password}\n`,
-    });
-    assert.equal(r.status, 0, r.stderr);
-  }
-  const server = await startCli(path);
-  try {
+  if (skipWithoutSlixmpp(t)) return;
+  const password = SLIXMPP_PASSWORD;
+  await withLetheForSlixmpp(['alice', 'bob', 'carol'], async (port) => {
     const before = Date.now();
-    const r = await run(
+    const r = await runSlixmppScript(
+      SCRIPT,
       [
-        SCRIPT,
-        ...['--port', String(server.port), '--domain', 'cli.test', '--password', password],
+        ...['--port', String(port), '--domain', 'cli.test', '--password', password],
         ...['--timeout', '75', '--messages', String(MESSAGES), '--page', String(PAGE)],
       ],
       100_000,
     );
     const after = Date.now();
-    const line = r.stdout.trim().split('\n').pop() ?? '';
+    const { line } = r;
     assert.equal(r.status, 0, `slixmpp run failed: ${line}\n${r.stderr.slice(-3000)}`);
     const result = JSON.parse(line);
 
@@ -195,8 +150,5 @@ test('slixmpp: opt in with XEP-0441, then page through a 25-message archive (XEP
         [ids[0], ids[5]],
       ],
     );
-  } finally {
-    await server.stop();
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

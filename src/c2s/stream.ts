@@ -60,6 +60,11 @@ export interface UnauthenticatedIqEvent {
   secure: boolean;
   /** The peer's address, for in-memory rate limits only; never stored. */
   peer: string | undefined;
+  /**
+   * What modules remember about this stream before authentication (an accepted invitation token), by
+   * module name; it is the session's `state` once bound, and goes with the stream.
+   */
+  state: Map<string, unknown>;
   reply(stanza: XmlElement): void;
 }
 
@@ -433,6 +438,7 @@ export class ClientStream implements ClientSession {
       host: this.host,
       secure: this.secure,
       peer: this.connection.remoteAddress,
+      state: this.state,
       reply: (stanza) => this.write(stanza),
     });
     if (handled instanceof Promise) return handled.then(refuse);

@@ -35,12 +35,20 @@ export type StanzaErrorCondition = keyof typeof stanzaErrorTypes;
 
 /** Thrown by handlers to answer a request with a stanza error. */
 export class StanzaError extends Error {
+  /** An application-specific condition (RFC 6120 §8.3.2), such as urn:xmpp:tos:0's `<agreement-required/>`. */
+  application: XmlElement | undefined;
+
   constructor(
     readonly condition: StanzaErrorCondition,
     readonly text?: string,
     readonly type: StanzaErrorType = stanzaErrorTypes[condition],
   ) {
     super(text ?? condition);
+  }
+
+  withApplicationCondition(el: XmlElement): this {
+    this.application = el;
+    return this;
   }
 }
 
@@ -60,6 +68,7 @@ export function errorReply(stanza: XmlElement, error: StanzaError, by?: string):
   const err = reply.c('error', { type: error.type, by });
   err.c(error.condition, { xmlns: NS_STANZAS });
   if (error.text) err.c('text', { xmlns: NS_STANZAS, 'xml:lang': 'en' }).t(error.text);
+  if (error.application) err.append(error.application.clone());
   return reply;
 }
 

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import type { Config } from './config.js';
 
 /**
  * The routes of the HTTPS listener. Features register handlers here and answer with plain values;
@@ -16,6 +17,8 @@ export interface HttpRequest {
   params: Record<string, string>;
   query: URLSearchParams;
   headers: IncomingHttpHeaders;
+  /** The client's address, for in-memory rate limits only: never stored, and logged only as `log.ip` allows. */
+  peer?: string | undefined;
   /** At most `http.maxBodyBytes`. */
   body: Buffer;
 }
@@ -82,6 +85,14 @@ export class HttpRoutes {
   get listening(): boolean {
     return this.base !== undefined;
   }
+}
+
+/**
+ * The listener's base URL as users reach it, without a trailing slash: `http.publicUrl`, or
+ * `https://<first domain>:<port>`. The command line, where no listener runs, gets the configured port.
+ */
+export function publicBaseUrl(config: Config, port: number = config.http.port): string {
+  return (config.http.publicUrl ?? `https://${config.domains[0]}:${port}`).replace(/\/+$/, '');
 }
 
 function matchSegments(pattern: string[], parts: string[]): Record<string, string> | undefined {

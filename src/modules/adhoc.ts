@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { errorReply, StanzaError } from '../core/errors.js';
 import type { LetheModule } from '../core/module.js';
+import { perServer } from '../core/per-server.js';
 import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
 import type { ClientSession } from '../core/session.js';
@@ -48,6 +49,13 @@ export interface CommandStage {
   form(ctx: CommandContext): XmlElement | Promise<XmlElement>;
   /** Checks what was submitted at this stage; a returned text refuses it with `bad-payload`. */
   check?(values: FormValues, ctx: CommandContext): string | undefined | Promise<string | undefined>;
+  /**
+   * Instead of `bad-payload`, a refused submission gets the stage's form again with the text as an
+   * error note (urn:xmpp:tos:0 §4 answers an unaccepted required flag so).
+   */
+  showAgainWhenRefused?: boolean;
+  /** Elements sent next to the form, such as urn:xmpp:tos:0's `<tos/>`. */
+  extra?(ctx: CommandContext): XmlElement[] | Promise<XmlElement[]>;
 }
 
 export interface CommandNote {
@@ -182,10 +190,12 @@ export class AdhocRegistry {
     if (wanted === 'complete' && !last) throw new CommandError('bad-action', 'more stages follow: use next');
     const values = readSubmittedForm(el);
     if (!values) throw new CommandError('bad-payload', 'submit the form (a jabber:x:data form of type submit)');
+    const stage = stages[session.stage];
     const missing = requiredFields(session.form).filter((v) => !(values.get(v) ?? []).some((s) => s !== ''));
-    if (missing.length) throw new CommandError('bad-payload', `required field(s) missing: ${missing.join(', ')}`);
-    const ctx = this.context(session, event);
-    const problem = await stages[session.stage]?.check?.(values, ctx);
+    const problem = missing.length
+      ? `required field(s) missing: ${missing.join(', ')}`
+      : await stage?.check?.(values, this.context(session, event));
+    if (problem && stage?.showAgainWhenRefused) return this.show(session, event, problem);
     if (problem) throw new CommandError('bad-payload', problem);
     session.submitted.push(values);
     if (wanted === 'next') {
@@ -216,18 +226,21 @@ export class AdhocRegistry {
   }
 
   /** Renders the current stage's form with the actions XEP-0050 §3.4 allows there. */
-  private async show(session: Session, event: StanzaEvent): Promise<XmlElement> {
+  private async show(session: Session, event: StanzaEvent, refusal?: string): Promise<XmlElement> {
     const stages = session.command.stages as CommandStage[];
     const stage = stages[session.stage] as CommandStage;
     session.expires = Date.now() + this.timeoutMs;
-    session.form = await stage.form(this.context(session, event));
+    const ctx = this.context(session, event);
+    session.form = await stage.form(ctx);
     const last = session.stage === stages.length - 1;
     const reply = this.reply(session, 'executing');
     const actions = reply.c('actions', { execute: last ? 'complete' : 'next' });
     if (session.stage > 0) actions.c('prev');
     actions.c(last ? 'complete' : 'next');
+    if (refusal) reply.c('note', { type: 'error' }).t(refusal);
     // A command may hand out one prebuilt form for every session; each reply gets its own copy.
     reply.append(session.form.clone());
+    for (const el of (await stage.extra?.(ctx)) ?? []) reply.append(el);
     return reply;
   }
 
@@ -320,17 +333,8 @@ function requiredFields(form: XmlElement | undefined): string[] {
     .map((f) => f.attrs.var as string);
 }
 
-const registries = new WeakMap<Server, AdhocRegistry>();
-
 /** The server's ad-hoc command registry; modules register their commands on it in `load`, in any order. */
-export function adhocCommands(server: Server): AdhocRegistry {
-  let registry = registries.get(server);
-  if (!registry) {
-    registry = new AdhocRegistry(server);
-    registries.set(server, registry);
-  }
-  return registry;
-}
+export const adhocCommands = perServer((server) => new AdhocRegistry(server));
 
 const sweepers = new WeakMap<Server, NodeJS.Timeout>();
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { HttpRequest, HttpResponse } from '../core/http-routes.js';
 import type { LetheModule } from '../core/module.js';
+import { perServer } from '../core/per-server.js';
 import type { Server } from '../core/server.js';
 import { Jid } from '../xml/jid.js';
 
@@ -249,17 +250,8 @@ function contentDisposition(filename: string): string {
   return `attachment; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
 }
 
-const services = new WeakMap<Server, Downloads>();
-
 /** The server's download links; a feature offers its files through this. */
-export function downloads(server: Server): Downloads {
-  let service = services.get(server);
-  if (!service) {
-    service = new Downloads(server);
-    services.set(server, service);
-  }
-  return service;
-}
+export const downloads = perServer((server) => new Downloads(server));
 
 const sweepers = new WeakMap<Server, NodeJS.Timeout>();
 

@@ -1,5 +1,8 @@
 import { StanzaError } from '../core/errors.js';
+import { publicBaseUrl } from '../core/http-routes.js';
 import type { LetheModule } from '../core/module.js';
+import { perServer } from '../core/per-server.js';
+import { Periodic } from '../core/periodic.js';
 import type { Server } from '../core/server.js';
 import type { Db } from '../storage/db.js';
 import { Jid } from '../xml/jid.js';
@@ -81,14 +84,9 @@ export const RESTORE_PATH = '/account/restore';
 
 /** The page's address as users reach it, or undefined when the HTTPS listener is off. */
 export function restorePageUrl(server: Server): string | undefined {
-  const { http, domains } = server.config;
-  if (!http.enabled) return undefined;
-  try {
-    return server.http.url(RESTORE_PATH);
-  } catch {
-    // On the command line no listener runs: the address the server will have.
-    return `${(http.publicUrl ?? `https://${domains[0]}:${http.port}`).replace(/\/+$/, '')}${RESTORE_PATH}`;
-  }
+  if (!server.config.http.enabled) return undefined;
+  // On the command line no listener runs: the address the server will have.
+  return server.http.listening ? server.http.url(RESTORE_PATH) : `${publicBaseUrl(server.config)}${RESTORE_PATH}`;
 }
 
 /** Whether an erasure of the account is pending and can still be cancelled. */
@@ -507,7 +505,7 @@ function registerCategories(server: Server): void {
   });
 }
 
-const sweepers = new WeakMap<Server, { timer?: NodeJS.Timeout; running?: Promise<unknown> }>();
+const sweeper = perServer((server) => new Periodic(server.log, 'erasure sweep', () => sweepErasures(server)));
 
 export const erasureModule: LetheModule = {
   name: 'erasure',
@@ -560,25 +558,10 @@ export const erasureModule: LetheModule = {
             ? 'this account is being erased'
             : `this account is locked and will be erased on ${day(hold.erase_at as string)}; to cancel, ${restoreHow(server, event.jid)}`;
     });
-    const sweeper: { timer?: NodeJS.Timeout; running?: Promise<unknown> } = {};
-    sweepers.set(server, sweeper);
-    const sweep = () => {
-      sweeper.running ??= sweepErasures(server)
-        .catch((err) => server.log.error({ err }, 'erasure sweep failed'))
-        .finally(() => {
-          sweeper.running = undefined;
-        });
-    };
     // Only a started server sweeps (not every CLI command); its first run finishes interrupted erasures.
-    hooks.on('server/started', () => {
-      sweep();
-      sweeper.timer = setInterval(sweep, server.config.erasure.sweepInterval * 1000);
-      sweeper.timer.unref();
-    });
+    hooks.on('server/started', () => sweeper(server).start(server.config.erasure.sweepInterval * 1000));
   },
   async unload(server) {
-    const sweeper = sweepers.get(server);
-    clearInterval(sweeper?.timer);
-    await sweeper?.running;
+    await sweeper(server).stop();
   },
 };

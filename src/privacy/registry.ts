@@ -111,6 +111,20 @@ export interface ErasureReceiptLine {
 
 export class PrivacyRegistry {
   private readonly categories = new Map<string, DataCategory>();
+  private readonly plain = new Map<string, string>();
+
+  /**
+   * Declares a table that holds nobody's personal data (published policy documents), with why not, so
+   * that the residue scan's check that every table belongs to a category can tell it from a forgotten store.
+   */
+  declareNonPersonal(table: string, why: string): void {
+    this.plain.set(table, why);
+  }
+
+  /** Tables declared free of personal data, with the reason. */
+  nonPersonalTables(): Map<string, string> {
+    return new Map(this.plain);
+  }
 
   register(category: DataCategory): void {
     if (this.categories.has(category.id)) throw new Error(`data category ${category.id} registered twice`);

@@ -1,46 +1,24 @@
+import { escapeHtml, htmlPage } from '../core/html-page.js';
 import type { HttpRequest, HttpResponse } from '../core/http-routes.js';
 import type { LetheModule } from '../core/module.js';
-import { Jid } from '../xml/jid.js';
 import { pendingErasure, RESTORE_PATH, restoreAccount } from './erasure.js';
+import { WebLogins } from './web-login.js';
 
 /**
  * The web page where a user cancels the erasure of their own account during the grace period: they
  * log in with their address and password (a locked account cannot log in over XMPP). Every failure
- * gets the same answer, so the page does not tell who exists or who is to be erased. Failed attempts
- * are counted per address in memory only, to stop password guessing through this page.
+ * gets the same answer, so the page does not tell who exists or who is to be erased (src/privacy/web-login.ts).
  */
-
-const MAX_FAILURES = 5;
-const FAILURE_WINDOW_MS = 3_600_000;
-
-function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 function page(status: number, message: string, withForm: boolean): HttpResponse {
   const form = withForm
     ? `<form method="post" action="${RESTORE_PATH}">
-<p><label>Address <input name="jid" type="email" autocomplete="username" required></label></p>
+<p><label>Address <input name="jid" type="text" inputmode="email" autocapitalize="none" autocomplete="username" required></label></p>
 <p><label>Password <input name="password" type="password" autocomplete="current-password" required></label></p>
 <p><button type="submit">Keep my account</button></p>
 </form>`
     : '';
-  return {
-    status,
-    headers: {
-      'content-type': 'text/html; charset=utf-8',
-      // The listener's policy forbids forms; this page's one form posts back to itself.
-      'content-security-policy': "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    },
-    body: `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width">
-<title>Cancel the deletion of your account</title></head>
-<body><h1>Cancel the deletion of your account</h1>
-<p>${escapeHtml(message)}</p>
-${form}
-</body></html>
-`,
-  };
+  return htmlPage(status, 'Cancel the deletion of your account', `<p>${escapeHtml(message)}</p>\n${form}`);
 }
 
 const INTRO =
@@ -52,35 +30,20 @@ export const restorePageModule: LetheModule = {
   name: 'restore-page',
   load(server) {
     if (!server.config.http.enabled) return;
-    const failures = new Map<string, { count: number; resetAt: number }>();
-    const blocked = (key: string, now: number) => {
-      const f = failures.get(key);
-      if (f && f.resetAt <= now) failures.delete(key);
-      return (failures.get(key)?.count ?? 0) >= MAX_FAILURES;
-    };
-    const failed = (key: string, now: number) => {
-      const f = failures.get(key) ?? { count: 0, resetAt: now + FAILURE_WINDOW_MS };
-      f.count++;
-      failures.set(key, f);
-    };
+    const logins = new WebLogins(server);
 
     server.http.route('GET', RESTORE_PATH, () => page(200, INTRO, true));
     server.http.route('POST', RESTORE_PATH, async (request: HttpRequest) => {
       const form = new URLSearchParams(request.body.toString('utf8'));
-      const jid = Jid.tryParse(form.get('jid') ?? '')?.bare;
-      const password = form.get('password') ?? '';
-      if (!jid?.local || !server.hosts.has(jid.domain)) return page(403, REFUSED, true);
-      const key = jid.bareString();
-      const now = Date.now();
-      if (blocked(key, now))
-        return page(429, 'Too many failed attempts for this address; try again in an hour.', false);
-      const pending = await pendingErasure(server, jid);
-      if (!pending || !(await server.accounts.checkPassword(jid, password))) {
-        failed(key, now);
-        return page(403, REFUSED, true);
-      }
-      await restoreAccount(server, jid, { by: key, reason: 'cancelled by the user on the web page' });
-      failures.delete(key);
+      const login = await logins.check(form.get('jid') ?? '', form.get('password') ?? '', async (jid) =>
+        Boolean(await pendingErasure(server, jid)),
+      );
+      if (!login.ok)
+        return login.reason === 'too-many'
+          ? page(429, 'Too many failed attempts for this address; try again in an hour.', false)
+          : page(403, REFUSED, true);
+      const key = login.jid.bareString();
+      await restoreAccount(server, login.jid, { by: key, reason: 'cancelled by the user on the web page' });
       return page(200, `Your account ${key} is active again; nothing was deleted. You can log in as before.`, false);
     });
   },

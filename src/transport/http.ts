@@ -3,7 +3,7 @@ import { createServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../core/config.js';
-import type { HttpRequest, HttpResponse, HttpRoutes } from '../core/http-routes.js';
+import { type HttpRequest, type HttpResponse, type HttpRoutes, publicBaseUrl } from '../core/http-routes.js';
 import { formatIp, type Logger } from '../core/log.js';
 import type { CertificatePair } from './certs.js';
 
@@ -43,7 +43,7 @@ export class HttpListener {
 
   async start(): Promise<void> {
     const { config, certificate, routes } = this.options;
-    const { host, port, requestTimeout, publicUrl } = config.http;
+    const { host, port, requestTimeout } = config.http;
     const headers = { ...SECURITY_HEADERS };
     // HSTS pins TLS for the whole host: only with a certificate browsers accept, or users could never click through.
     if (!certificate.selfSigned) headers['strict-transport-security'] = 'max-age=31536000';
@@ -73,7 +73,7 @@ export class HttpListener {
     });
     this.server = server;
     this.port = (server.address() as AddressInfo).port;
-    routes.setBaseUrl(publicUrl ?? `https://${config.domains[0]}:${this.port}`);
+    routes.setBaseUrl(publicBaseUrl(config, this.port));
   }
 
   /** Stops accepting and cuts open connections, downloads included: the server is going away. */
@@ -121,6 +121,7 @@ export class HttpListener {
         params: found.params,
         query: url.searchParams,
         headers: req.headers,
+        peer: req.socket.remoteAddress,
         body,
       };
       await send(await found.route.handler(request));

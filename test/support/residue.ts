@@ -16,7 +16,10 @@ export interface Hit {
 /** Tables that exist in the database but are claimed by no data category (a store nobody can erase). */
 export async function unregisteredTables(db: Db, registry: PrivacyRegistry): Promise<string[]> {
   const claimed = new Set(registry.all().flatMap((c) => c.tables));
-  return (await db.describe()).map((t) => t.table).filter((t) => !claimed.has(t) && !NON_PERSONAL_TABLES.has(t));
+  const plain = registry.nonPersonalTables();
+  return (await db.describe())
+    .map((t) => t.table)
+    .filter((t) => !claimed.has(t) && !NON_PERSONAL_TABLES.has(t) && !plain.has(t));
 }
 
 /**

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { CONFIGURE_NODE, DELETE_NODE, type MessageArchive, messageArchive } from '../src/modules/mam/index.js';
+import { consent } from '../src/privacy/consent/service.js';
 import { requestErasure } from '../src/privacy/erasure.js';
 import type { SqliteDb } from '../src/storage/sqlite.js';
 import { Jid } from '../src/xml/jid.js';
@@ -132,6 +133,8 @@ describe('message archive', () => {
   let bobJid: Jid;
   let carolJid: Jid;
 
+  const archiveConsent = async (user: Jid) =>
+    (await consent(server.running.server).ledger.history(user)).filter((e) => e.purpose === 'archive');
   const count = async (user: Jid) => {
     await archive.settled();
     return (await server.running.server.privacy.get('archive')?.count(user)) ?? -1;
@@ -175,12 +178,12 @@ describe('message archive', () => {
   test('opting in records consent; both directions are archived under the stanza ids', async () => {
     const reply = await alice.iq(prefs('always', [], [`spam@${server.domain}`]));
     assert.equal(reply.getChild('prefs', MAM)?.attrs.default, 'always');
-    const settings = server.running.server.privacy.get('archive-settings');
-    const exported = [];
-    for await (const r of settings?.export(aliceJid) ?? []) exported.push(r);
-    assert.equal(exported.filter((r) => r.kind === 'consent').length, 1, 'one consent entry');
-    assert.ok(!Number.isNaN(Date.parse(exported.find((r) => r.kind === 'consent')?.givenAt as string)));
-    assert.equal(exported.find((r) => r.kind === 'consent')?.withdrawnAt, null);
+    const entries = await archiveConsent(aliceJid);
+    assert.deepEqual(
+      entries.map((e) => [e.action, e.method]),
+      [['given', 'xep-0441']],
+      'one consent entry in the consent ledger',
+    );
 
     await tablet.iq(xml('iq', { type: 'set' }, xml('enable', { xmlns: 'urn:xmpp:carbons:2' })));
     await alice.send(chat(bobJid.toString(), 'out-1'));
@@ -442,21 +445,19 @@ describe('message archive', () => {
     assert.ok((await count(aliceJid)) > 0);
     await alice.iq(prefs('never'));
     assert.equal(await count(aliceJid), 0, 'purged');
-    const exported = [];
-    for await (const r of server.running.server.privacy.get('archive-settings')?.export(aliceJid) ?? [])
-      exported.push(r);
-    const consent = exported.find((r) => r.kind === 'consent');
-    assert.ok(consent?.withdrawnAt, 'the withdrawal is recorded');
+    assert.equal((await archiveConsent(aliceJid)).at(-1)?.action, 'withdrawn', 'the withdrawal is recorded');
     await bob.send(chat(aliceJid.toString(), 'after opt-out'));
     await alice.waitFor(hasBody('after opt-out'));
     assert.equal(await count(aliceJid), 0);
-    // On again through the ad-hoc command: a second consent entry.
+    // On again through the ad-hoc command: consent given a second time.
     await runCommand(alice, server.domain, CONFIGURE_NODE, { enabled: 'true', retention: '30' });
-    const again = [];
-    for await (const r of server.running.server.privacy.get('archive-settings')?.export(aliceJid) ?? []) again.push(r);
     assert.deepEqual(
-      again.filter((r) => r.kind === 'consent').map((r) => r.via),
-      ['xep-0441', 'ad-hoc'],
+      (await archiveConsent(aliceJid)).map((e) => [e.action, e.method]),
+      [
+        ['given', 'xep-0441'],
+        ['withdrawn', 'xep-0441'],
+        ['given', 'ad-hoc'],
+      ],
     );
   });
 
@@ -472,7 +473,8 @@ describe('message archive', () => {
     assert.equal(archiveExport.at(-1)?.direction, 'sent');
     assert.match(String(archiveExport.at(-1)?.stanza), /to be forgotten/, 'the export is readable');
     await requestErasure(lethe, aliceJid, { by: aliceJid.toString(), reason: 'leaving' });
-    for (const table of ['mam_messages', 'mam_prefs', 'mam_consent']) {
+    assert.deepEqual(await archiveConsent(aliceJid), [], 'her consent entries are no longer hers (pseudonymised)');
+    for (const table of ['mam_messages', 'mam_prefs']) {
       const row = await lethe.db.get<{ n: number }>(`SELECT count(*) AS n FROM ${table} WHERE owner = ?`, [
         aliceJid.toString(),
       ]);

@@ -1,14 +1,17 @@
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
+import { invitations } from '../src/modules/invite/index.js';
 import { messageArchive } from '../src/modules/mam/index.js';
 import { addressHash } from '../src/privacy/address-hash.js';
+import { queueNotice } from '../src/privacy/consent/notices.js';
+import { consent } from '../src/privacy/consent/service.js';
 import { downloads } from '../src/privacy/downloads.js';
-import { requestErasure, sweepErasures } from '../src/privacy/erasure.js';
+import { erasureReceipt, requestErasure, sweepErasures } from '../src/privacy/erasure.js';
 import { Jid } from '../src/xml/jid.js';
 import { startTestServer, type TestServer } from './support/lethe.js';
 import { remainderTables, scanForResidue, tablesWithout, unregisteredTables } from './support/residue.js';
-import { connect, type TestClient, xml } from './support/xmpp.js';
+import { connect, type Element, type TestClient, xml } from './support/xmpp.js';
 
 /**
  * The residue scan (DESIGN.md): fill every store for several users, erase one, then look for the erased
@@ -43,13 +46,30 @@ async function subscribeBothWays(a: TestClient, b: TestClient, bJid: Jid, aJid: 
 }
 
 before(async () => {
-  server = await startTestServer();
+  // The consent poller must not deliver the notice queued for alice below before the scan sees it.
+  server = await startTestServer({ consent: { checkInterval: 3600 } });
+  // Terms published before anyone logs in: each login gets a terms notice with a single-use link.
+  await consent(server.running.server).publish({
+    version: '1',
+    publishedAt: Date.now(),
+    changes: null,
+    documents: [{ id: 'terms', title: 'Terms of Service', markdown: '# Terms', template: '# Terms' }],
+  });
   alice = await server.addUser('alice');
   bob = await server.addUser('bob');
   carol = await server.addUser('carol');
   // dave exists but never logs in, so alice's request to him stays pending in his store.
   await server.addUser('dave');
   const [a, b, c] = await Promise.all([connect(server, 'alice'), connect(server, 'bob'), connect(server, 'carol')]);
+  const isNotice = (el: Element) => el.is('message') && el.attrs.from === `notices@${server.domain}`;
+  await Promise.all([a, b, c].map((client) => client.waitFor(isNotice, 5000, 'the terms notice')));
+  // Alice and bob registered with invitations, used now.
+  for (const user of [alice, bob]) {
+    const invite = await invitations(server.running.server).create({ domain: user.domain, by: 'test' });
+    await invitations(server.running.server).claim(invite.token, user);
+  }
+  // Alice accepts them (a consent ledger entry), with the in-band command, as a user would.
+  await consent(server.running.server).accept(alice, 'ad-hoc');
   await subscribeBothWays(a, b, bob, alice);
   await subscribeBothWays(c, a, alice, carol);
   // A pending request from alice that dave never answers: a store of its own in some designs.
@@ -139,6 +159,8 @@ before(async () => {
   const file = await pending.newFile();
   await writeFile(file, `export of ${alice}`);
   pending.offer(alice, file, { filename: 'export.zip', contentType: 'application/zip' });
+  // An operator notice queued for her and not delivered yet.
+  await queueNotice(lethe.db, { to: alice, body: `Dear ${alice}, the server moves tonight.` });
   await requestErasure(lethe, alice, { by: alice.bareString(), reason: 'leaving' });
 });
 
@@ -155,8 +177,9 @@ test('the fill step put alice in every store, so the scan below means something'
   const { db, privacy } = server.running.server;
   // Tombstones and receipts only ever hold the hash of an erased address: checked after the erasure.
   const remainders = remainderTables(privacy);
+  const plain = privacy.nonPersonalTables();
   assert.deepEqual(
-    (await tablesWithout(db, alice)).filter((t) => !remainders.has(t)),
+    (await tablesWithout(db, alice)).filter((t) => !remainders.has(t) && !plain.has(t)),
     [],
   );
 });
@@ -194,6 +217,24 @@ test('after erasure no trace of alice remains but other users’ own copies, the
     (await tablesWithout(db, hash)).filter((t) => remainders.has(t)),
     [],
     'the tombstone, the receipt and the pseudonymised audit entries hold her hash',
+  );
+  // Exactly which rows remain of her consent history, pseudonymised, as the configuration says (consent.keepProofDays).
+  const kept = await db.all<{ purpose: string; action: string; version: string | null; method: string }>(
+    'SELECT purpose, action, version, method FROM consent_ledger WHERE account = ? ORDER BY seq',
+    [hash],
+  );
+  assert.deepEqual(
+    kept.map((r) => [r.purpose, r.action, r.version, r.method]),
+    [
+      ['terms', 'given', '1', 'ad-hoc'],
+      ['archive', 'given', null, 'xep-0441'],
+    ],
+  );
+  const receipt = await erasureReceipt(server.running.server, alice);
+  assert.deepEqual(
+    receipt?.kept.find((k) => k.category === 'consent')?.items,
+    kept.length,
+    'the receipt names the kept consent rows',
   );
   // Stores the scan cannot read must say they hold nothing of hers.
   for (const c of privacy.all().filter((c) => c.elsewhere)) assert.equal(await c.count(alice), 0, c.id);

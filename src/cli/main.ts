@@ -10,8 +10,11 @@ import { operatorActor } from '../privacy/audit.js';
 import { renderCategoryTable } from '../privacy/categories-report.js';
 import { type ReportKind, renderReport } from '../privacy/reports.js';
 import { type Jid, JidError } from '../xml/jid.js';
+import { acceptOnBehalf, addConsentCommands } from './consent.js';
+import { addInviteCommands } from './invite.js';
 import { addLifecycleCommands } from './lifecycle.js';
 import { readPassword } from './password.js';
+import { addPolicyCommands } from './policy.js';
 import { addPortabilityCommands } from './portability.js';
 
 const program = new Command('lethe')
@@ -130,13 +133,24 @@ user
   .command('add <jid>')
   .description('create an account, e.g. alice@localhost')
   .option('--password-stdin', 'read the password from standard input instead of prompting')
-  .action(async (address: string, opts: { passwordStdin?: boolean }) => {
+  .option(
+    '--accept-terms',
+    'record in the consent ledger that the user accepted the current terms (the operator vouches for it, e.g. signed on paper); without it they are asked at their first login',
+  )
+  .action(async (address: string, opts: { passwordStdin?: boolean; acceptTerms?: boolean }) => {
     await withServer(async (server) => {
       const jid = parseUser(address, server);
       if (await server.accounts.get(jid)) throw new StanzaError('conflict', `${jid} already exists`);
       const password = await readPassword({ stdin: !!opts.passwordStdin, confirm: true });
       await server.accounts.create(jid, password);
       process.stdout.write(`created ${jid}\n`);
+      if (!opts.acceptTerms) return;
+      const version = await acceptOnBehalf(server, jid, 'operator');
+      process.stdout.write(
+        version
+          ? `recorded that ${jid} accepted terms version ${version}\n`
+          : 'no terms are published: nothing to accept\n',
+      );
     });
   });
 
@@ -198,6 +212,9 @@ user
 
 addLifecycleCommands(program, user, withServer, selfCommand);
 addPortabilityCommands(program, user, withServer);
+addConsentCommands(program, withServer);
+addInviteCommands(program, withServer);
+addPolicyCommands(program, withServer);
 
 function explain(err: unknown): string {
   if (err instanceof ConfigError) return err.message;

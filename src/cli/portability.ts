@@ -3,6 +3,7 @@ import type { Server } from '../core/server.js';
 import { operatorActor } from '../privacy/audit.js';
 import { exportUser } from '../privacy/export.js';
 import { type ExistingAccounts, importPie } from '../privacy/import.js';
+import { acceptOnBehalf } from './consent.js';
 import { progress } from './progress.js';
 
 /** `lethe user export` and `lethe import` (GDPR art. 15 and 20; XEP-0227). */
@@ -58,27 +59,41 @@ export function addPortabilityCommands(program: Command, user: Command, withServ
     )
     .addOption(new Option('--replace', 'erase existing accounts first, then import them from the document'))
     .option('--dry-run', 'check and import everything, then roll it back')
-    .action(async (file: string, opts: { merge?: boolean; replace?: boolean; dryRun?: boolean }) => {
-      const existing: ExistingAccounts = opts.merge ? 'merge' : opts.replace ? 'replace' : 'refuse';
-      await withServer(async (server) => {
-        const bar = progress(`importing ${file}`, 'bytes');
-        let result: Awaited<ReturnType<typeof importPie>>;
-        try {
-          result = await importPie(server, file, {
-            existing,
-            dryRun: !!opts.dryRun,
-            actor: operatorActor(),
-            onStart: (total) => bar.start(total),
-            onBytes: (n) => bar.add(n),
-          });
-        } finally {
-          bar.stop();
-        }
-        for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
-        const verb = opts.dryRun ? 'would import' : 'imported';
-        out(`${verb} ${result.users.length} account(s)${opts.dryRun ? ' (dry run: nothing was kept)' : ''}:`);
-        for (const u of result.users.slice(0, LISTED)) out(`  ${u.jid}: ${u.outcome}`);
-        if (result.users.length > LISTED) out(`  and ${result.users.length - LISTED} more`);
-      });
-    });
+    .option(
+      '--accept-terms',
+      'record in the consent ledger that the imported users accepted the current terms (the operator vouches for it, e.g. they accepted them before the move); without it they are asked at their first login',
+    )
+    .action(
+      async (file: string, opts: { merge?: boolean; replace?: boolean; dryRun?: boolean; acceptTerms?: boolean }) => {
+        const existing: ExistingAccounts = opts.merge ? 'merge' : opts.replace ? 'replace' : 'refuse';
+        await withServer(async (server) => {
+          const bar = progress(`importing ${file}`, 'bytes');
+          let result: Awaited<ReturnType<typeof importPie>>;
+          try {
+            result = await importPie(server, file, {
+              existing,
+              dryRun: !!opts.dryRun,
+              actor: operatorActor(),
+              onStart: (total) => bar.start(total),
+              onBytes: (n) => bar.add(n),
+            });
+          } finally {
+            bar.stop();
+          }
+          for (const w of result.warnings) process.stderr.write(`warning: ${w}\n`);
+          const verb = opts.dryRun ? 'would import' : 'imported';
+          out(`${verb} ${result.users.length} account(s)${opts.dryRun ? ' (dry run: nothing was kept)' : ''}:`);
+          for (const u of result.users.slice(0, LISTED)) out(`  ${u.jid}: ${u.outcome}`);
+          if (result.users.length > LISTED) out(`  and ${result.users.length - LISTED} more`);
+          if (!opts.acceptTerms || opts.dryRun) return;
+          let version: string | undefined;
+          for (const u of result.users) version = await acceptOnBehalf(server, u.jid, 'import');
+          out(
+            version
+              ? `recorded acceptance of terms version ${version} for each`
+              : 'no terms are published: nothing to accept',
+          );
+        });
+      },
+    );
 }

@@ -562,6 +562,84 @@ const registerSchema = z
   })
   .prefault({});
 
+const localpart = z.string().superRefine((value, ctx) => {
+  try {
+    const jid = new Jid(value, 'example.org');
+    if (jid.local !== value) ctx.addIssue({ code: 'custom', message: `write it in lower case: ${jid.local}` });
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: err instanceof JidError ? err.message : String(err) });
+  }
+});
+
+const consentSchema = z
+  .strictObject({
+    policyDir: z
+      .string()
+      .nullable()
+      .default(null)
+      .describe(
+        'Directory of the Markdown sources of the terms of service (`terms.md`) and the privacy policy (`privacy.md`) that `lethe policy publish` publishes; `lethe policy init` writes editable starting points there. null means `<dataDir>/policies`.',
+      ),
+    graceDays: z
+      .number()
+      .int()
+      .min(0)
+      .default(14)
+      .describe(
+        'Days after a new version is published (or, for a newer account, after it was created) during which users who have not accepted it may still write to others. Afterwards their messages and subscription requests to anyone but the server are refused with `policy-violation` until they accept. 0 gates at once.',
+      ),
+    keepProofDays: z
+      .number()
+      .int()
+      .min(0)
+      .default(1095)
+      .describe(
+        'Days the consent history of an erased account is kept, pseudonymised (its address replaced by a keyed hash), as proof that consent was given (GDPR art. 7(1)) should it be disputed. 0 deletes it with the account.',
+      ),
+    linkValidDays: z
+      .number()
+      .int()
+      .min(1)
+      .default(30)
+      .describe(
+        'Days the signed single-use link in a terms notice works; afterwards the user logs in on the consent page with their password.',
+      ),
+    checkInterval: seconds
+      .min(1)
+      .default(10)
+      .describe(
+        'Seconds between the running server’s looks at the database for versions published and notices queued from the command line (`lethe policy publish`, `lethe notice send`).',
+      ),
+  })
+  .prefault({});
+
+const noticesSchema = z
+  .strictObject({
+    sender: localpart
+      .default('notices')
+      .describe(
+        'User part of the address server notices come from (`<sender>@<domain>`): new terms, `lethe notice send`. Nobody can register it; users may write to it, and it answers with where to read and accept the terms.',
+      ),
+  })
+  .prefault({});
+
+const invitesSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .default(true)
+      .describe(
+        'Accept invitation tokens (`lethe invite create`) for registration, in-band (XEP-0401 pre-authenticated registration, `urn:xmpp:invite`) and on the web page, also when open registration (`register.enabled`) is off.',
+      ),
+    validDays: z
+      .number()
+      .int()
+      .min(1)
+      .default(7)
+      .describe('Days an invitation is valid when `lethe invite create` is not given `--valid-days`.'),
+  })
+  .prefault({});
+
 export const configSchema = z.strictObject({
   domain: z
     .union([domainName, z.array(domainName).min(1)])
@@ -598,6 +676,11 @@ export const configSchema = z.strictObject({
     'Erasing accounts (GDPR art. 17): grace period, reminder, tombstones. Tombstones keep a hash keyed with a key derived from the server key (`encryption.serverKeyFile`).',
   ),
   audit: auditSchema.describe('The append-only audit log of operator actions on personal data.'),
+  consent: consentSchema.describe(
+    'Versioned terms of service and privacy policy, the consent ledger, and the gate for users who have not accepted the current version (see docs/consent.md).',
+  ),
+  notices: noticesSchema.describe('Server notices: messages from the server to its users.'),
+  invites: invitesSchema.describe('Invitations: single-use links and tokens that let someone register an account.'),
   admins: z
     .array(bareJid)
     .default([])
@@ -616,7 +699,8 @@ export const configSchema = z.strictObject({
 export type ConfigInput = z.input<typeof configSchema>;
 type ParsedConfig = z.output<typeof configSchema>;
 
-export interface Config extends Omit<ParsedConfig, 'domain'> {
+export interface Config extends Omit<ParsedConfig, 'domain' | 'consent'> {
+  consent: ParsedConfig['consent'] & { policyDir: string };
   /** Hosted domains, the first one is the primary. */
   domains: string[];
   /** Absolute paths, resolved against the config file's directory. */
@@ -713,6 +797,7 @@ export function buildConfig(raw: unknown, baseDir: string, source?: string): Con
       cert: parsed.tls.cert ? abs(parsed.tls.cert) : null,
       key: parsed.tls.key ? abs(parsed.tls.key) : null,
     },
+    consent: { ...parsed.consent, policyDir: abs(parsed.consent.policyDir ?? resolve(dataDir, 'policies')) },
     source,
   };
 }

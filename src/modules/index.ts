@@ -1,4 +1,7 @@
 import type { LetheModule } from '../core/module.js';
+import { consentModule } from '../privacy/consent/index.js';
+import { consentPageModule } from '../privacy/consent/page.js';
+import { policyPagesModule } from '../privacy/consent/policy-pages.js';
 import { downloadsModule } from '../privacy/downloads.js';
 import { erasureModule } from '../privacy/erasure.js';
 import { restorePageModule } from '../privacy/restore-page.js';
@@ -10,6 +13,7 @@ import { contactAddressesModule } from './contact-addresses.js';
 import { csiModule } from './csi.js';
 import { dataPolicyModule } from './data-policy.js';
 import { discoModule } from './disco.js';
+import { inviteModule } from './invite/index.js';
 import { lastModule } from './last.js';
 import { mamModule } from './mam/index.js';
 import { messageModule } from './message.js';
@@ -19,18 +23,22 @@ import { presenceModule } from './presence.js';
 import { privacySummaryModule } from './privacy-summary.js';
 import { privateModule } from './private.js';
 import { registerModule } from './register.js';
+import { registerWebModule } from './register-web.js';
 import { rosterModule } from './roster/index.js';
 import { selfEraseModule } from './self-erase.js';
 import { selfExportModule } from './self-export.js';
 import { smModule } from './sm.js';
 import { stanzaIdModule } from './stanza-id.js';
 import { timeModule } from './time.js';
+import { tosModule } from './tos.js';
 import { vcardModule } from './vcard.js';
 import { versionModule } from './version.js';
 
 /** Every protocol feature, in load order: a module comes after those whose tables or hooks it uses. */
 export function defaultModules(): LetheModule[] {
   return [
+    // First: its ledger records the consent other modules ask for (the archive's opt-in).
+    consentModule,
     rosterModule,
     presenceModule,
     messageModule,
@@ -47,15 +55,20 @@ export function defaultModules(): LetheModule[] {
     lastModule,
     contactAddressesModule,
     dataPolicyModule,
+    inviteModule,
     registerModule,
     stanzaIdModule,
     mamModule,
     smModule,
     csiModule,
     adhocModule,
+    tosModule,
     privacySummaryModule,
     downloadsModule,
     restorePageModule,
+    consentPageModule,
+    policyPagesModule,
+    registerWebModule,
     selfExportModule,
     selfEraseModule,
     // Last: its categories are erased first, and its sweeper needs every other category registered.

@@ -1,12 +1,16 @@
 import type { UnauthenticatedIqEvent } from '../c2s/stream.js';
+import { AttemptLimiter } from '../core/attempt-limiter.js';
 import { errorReply, StanzaError } from '../core/errors.js';
 import type { LetheModule } from '../core/module.js';
 import type { StanzaEvent } from '../core/router.js';
 import type { Server } from '../core/server.js';
+import { acceptanceProblem, termsFields } from '../privacy/consent/form.js';
+import { consent, REGISTER_PATH } from '../privacy/consent/service.js';
 import { requestErasure } from '../privacy/erasure.js';
 import { buildForm, readSubmittedForm } from '../xml/dataform.js';
 import { type XmlElement, x } from '../xml/element.js';
 import { Jid, JidError } from '../xml/jid.js';
+import { invitations } from './invite/index.js';
 
 /**
  * XEP-0077 in-band registration: creating an account before authentication (off unless
@@ -16,40 +20,34 @@ import { Jid, JidError } from '../xml/jid.js';
 const NS = 'jabber:iq:register';
 const NS_FEATURE = 'http://jabber.org/features/iq-register';
 
-/**
- * Attempts per peer address in a window. Kept in memory only and dropped when the window passes:
- * addresses are personal data and must never reach storage.
- */
-class AttemptLimiter {
-  private readonly windows = new Map<string, { count: number; resetAt: number }>();
-
-  constructor(
-    private readonly limit: number,
-    private readonly windowMs: number,
-  ) {}
-
-  allow(peer: string, now = Date.now()): boolean {
-    if (this.windows.size > 10_000) for (const [k, w] of this.windows) if (w.resetAt <= now) this.windows.delete(k);
-    const w = this.windows.get(peer);
-    if (!w || w.resetAt <= now) {
-      this.windows.set(peer, { count: 1, resetAt: now + this.windowMs });
-      return true;
-    }
-    w.count++;
-    return w.count <= this.limit;
-  }
-}
-
-function registrationForm(): XmlElement {
+function registrationForm(server: Server, invitedAs: string | undefined): XmlElement {
+  const policy = consent(server).current;
   return buildForm(
     'form',
     [
       { var: 'FORM_TYPE', type: 'hidden', values: [NS] },
-      { var: 'username', type: 'text-single', label: 'Username', required: true },
+      {
+        var: 'username',
+        type: 'text-single',
+        label: 'Username',
+        required: true,
+        ...(invitedAs !== undefined && { values: [invitedAs], desc: 'The invitation is for this name.' }),
+      },
       { var: 'password', type: 'text-private', label: 'Password', required: true },
+      ...(policy ? termsFields(server, policy) : []),
     ],
-    { title: 'Create an account', instructions: 'Choose a username and a password.' },
+    {
+      title: 'Create an account',
+      instructions: policy
+        ? 'Choose a username and a password, and read and accept the terms of use.'
+        : 'Choose a username and a password.',
+    },
   );
+}
+
+/** The invitation this stream presented before registering (src/modules/invite), if any. */
+function invitationOf(state: Map<string, unknown>): { token: string; username?: string } | undefined {
+  return state.get('invite') as { token: string; username?: string } | undefined;
 }
 
 /** Username and password from a data form or the legacy fields (clients use both). */
@@ -111,19 +109,28 @@ export const registerModule: LetheModule = {
     server.hooks.on<UnauthenticatedIqEvent>(`c2s/unauthenticated-iq/${NS}:query`, async (ev) => {
       const answer = (payload?: XmlElement) => ev.reply(x('iq', { type: 'result', id: ev.stanza.attrs.id }, payload));
       try {
-        if (!cfg.enabled) throw new StanzaError('service-unavailable', 'in-band registration is disabled here');
+        const invitation = invitationOf(ev.state);
+        if (!cfg.enabled && !invitation)
+          throw new StanzaError(
+            'service-unavailable',
+            'in-band registration is disabled here; ask the operator for an invitation',
+          );
         if (!encryptionOk(ev.secure)) throw new StanzaError('not-acceptable', 'register after STARTTLS');
         const query = ev.stanza.getChild('query', NS) as XmlElement;
+        const policy = consent(server).current;
         if (ev.stanza.attrs.type === 'get') {
+          // With terms to accept, only the form can carry the acceptance: legacy fields are left out.
           answer(
-            x(
-              'query',
-              { xmlns: NS },
-              x('instructions', {}, 'Choose a username and a password.'),
-              x('username'),
-              x('password'),
-              registrationForm(),
-            ),
+            policy
+              ? x('query', { xmlns: NS }, registrationForm(server, invitation?.username))
+              : x(
+                  'query',
+                  { xmlns: NS },
+                  x('instructions', {}, 'Choose a username and a password.'),
+                  x('username'),
+                  x('password'),
+                  registrationForm(server, invitation?.username),
+                ),
           );
           return true;
         }
@@ -137,6 +144,13 @@ export const registerModule: LetheModule = {
             'not-acceptable',
             `the password must have at least ${cfg.minPasswordLength} characters`,
           );
+        if (policy) {
+          const form = readSubmittedForm(query);
+          const problem = form
+            ? acceptanceProblem(form, policy)
+            : `this server asks you to accept its terms of service and privacy policy (version ${policy.version}): use a client that shows the registration form${webHint(server)}`;
+          if (problem) throw new StanzaError('not-acceptable', problem);
+        }
         let jid: Jid;
         try {
           jid = server.accounts.checkJid(new Jid(username, ev.host));
@@ -144,7 +158,19 @@ export const registerModule: LetheModule = {
           if (err instanceof JidError) throw new StanzaError('not-acceptable', `invalid username: ${err.message}`);
           throw err;
         }
-        await server.accounts.create(jid, password);
+        if (invitation?.username !== undefined && invitation.username !== jid.local)
+          throw new StanzaError('not-allowed', `the invitation is for the name ${invitation.username}`);
+        if (invitation && !(await invitations(server).claim(invitation.token, jid)))
+          throw new StanzaError('not-allowed', 'the invitation was used or has expired meanwhile');
+        try {
+          await server.accounts.create(jid, password);
+        } catch (err) {
+          if (invitation) await invitations(server).release(invitation.token);
+          throw err;
+        }
+        if (invitation) ev.state.delete('invite');
+        if (policy)
+          await consent(server).accept(jid, invitation ? 'invitation' : 'in-band-registration', policy.version);
         answer();
       } catch (err) {
         if (!(err instanceof StanzaError)) throw err;
@@ -198,6 +224,10 @@ export const registerModule: LetheModule = {
     }
   },
 };
+
+function webHint(server: Server): string {
+  return server.http.listening ? `, or register at ${server.http.url(REGISTER_PATH)}` : '';
+}
 
 function errorIq(iq: XmlElement, err: StanzaError): XmlElement {
   const error = x('error', { type: err.type }, x(err.condition, { xmlns: 'urn:ietf:params:xml:ns:xmpp-stanzas' }));

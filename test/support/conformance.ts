@@ -134,6 +134,19 @@ export const probes: Record<string, Probe> = {
     );
     assert.equal(reply.getChild('command', NS_COMMANDS)?.attrs.status, 'completed');
   },
+  // urn:xmpp:tos:0: the terms command runs (with no terms published, it says so and accepts nothing).
+  'urn:xmpp:tos:0': async (c, { domain }) => {
+    const NS_COMMANDS = 'http://jabber.org/protocol/commands';
+    const reply = await c.iq(
+      xml('iq', { type: 'set', to: domain }, xml('command', { xmlns: NS_COMMANDS, node: 'urn:xmpp:tos:0' })),
+    );
+    const form = reply.getChild('command', NS_COMMANDS)?.getChild('x', 'jabber:x:data');
+    assert.ok(
+      form
+        ?.getChildren('field')
+        .some((f) => f.attrs.var === 'FORM_TYPE' && f.getChildText('value') === 'urn:xmpp:tos:0'),
+    );
+  },
   'jabber:iq:private': async (c) => {
     await get(
       c,

@@ -148,6 +148,21 @@ export class MessageArchive {
     });
   }
 
+  /** Whether `owner`'s preferences archive anything: their consent to archiving stands. */
+  archiving(owner: string): boolean {
+    return archives(this.prefs.get(owner));
+  }
+
+  /** Gives or withdraws consent to archiving from outside the archive's own protocol (the terms command). */
+  async setArchiving(owner: string, enabled: boolean, via: ConsentChannel): Promise<{ purged: number }> {
+    const current = this.prefs.get(owner);
+    if (archives(current) === enabled) return { purged: 0 };
+    const next: Prefs = enabled
+      ? { ...current, default: current.default === 'never' ? 'always' : current.default }
+      : { ...current, default: 'never', always: [] };
+    return this.apply(owner, next, via);
+  }
+
   /**
    * New preferences: stored (with the consent they give or withdraw) before the queue is drained, so
    * nothing decided under the old ones is written after a purge.
@@ -376,7 +391,7 @@ export class MessageArchive {
       legalBasis: 'legal-obligation',
       retention: { description: 'until the account is deleted' },
       recipients: [],
-      tables: ['mam_prefs', 'mam_consent'],
+      tables: ['mam_prefs'],
       // Addresses the owner listed are the owner's settings, and stay when those people are erased.
       mentions: [
         { table: 'mam_prefs', column: 'always_jids', ownerColumn: 'owner' },
@@ -395,13 +410,6 @@ export class MessageArchive {
             retentionDays: p.retentionDays,
           };
         }
-        for (const c of await prefs.consents(owner))
-          yield {
-            kind: 'consent',
-            givenAt: iso(c.givenAt),
-            via: c.via,
-            withdrawnAt: c.withdrawnAt === null ? null : iso(c.withdrawnAt),
-          };
       },
       erase: (user, tx) => prefs.erase(user.bareString(), tx),
     };

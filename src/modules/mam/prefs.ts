@@ -1,5 +1,6 @@
 import { StanzaError } from '../../core/errors.js';
 import type { Server } from '../../core/server.js';
+import { consent } from '../../privacy/consent/service.js';
 import type { Db } from '../../storage/db.js';
 import { type XmlElement, x } from '../../xml/element.js';
 import { Jid } from '../../xml/jid.js';
@@ -9,9 +10,9 @@ import { Jid } from '../../xml/jid.js';
  *
  * Archiving is opt-in: a user without preferences gets `mam.defaultPolicy`, `never` unless the operator
  * decided otherwise. Preferences "archive something" when the default is not `never` or the `always`
- * list names someone; the moment they start to, a consent entry is written with its time and how it was
- * given, and the moment they stop, that entry is closed (the withdrawal's time). Those entries are the
- * proof of consent GDPR art. 7(1) asks for, exported with the user's data and erased with the account.
+ * list names someone; the moment they start to, consent is recorded in the consent ledger
+ * (src/privacy/consent/ledger.ts) with its time and how it was given, and the moment they stop, its
+ * withdrawal: the proof GDPR art. 7(1) asks for, exported and erased with the rest of the ledger.
  *
  * Preferences are read on the message path, so they are cached in memory: one entry per user who ever
  * set them (bounded by the accounts, not by traffic); users without an entry have the configured default.
@@ -33,12 +34,6 @@ export interface Prefs {
 
 /** How consent was given or withdrawn, for the record. */
 export type ConsentChannel = 'xep-0441' | 'ad-hoc';
-
-export interface ConsentEntry {
-  givenAt: number;
-  via: string;
-  withdrawnAt: number | null;
-}
 
 /** Whether these preferences can archive anything at all. */
 export function archives(prefs: Prefs): boolean {
@@ -157,28 +152,19 @@ export class PrefsStore {
            never_jids = excluded.never_jids, retention_days = excluded.retention_days, updated_at = excluded.updated_at`,
         [owner, prefs.default, JSON.stringify(prefs.always), JSON.stringify(prefs.never), prefs.retentionDays, now],
       );
-      if (!before && after)
-        await tx.run('INSERT INTO mam_consent (owner, given_at, via) VALUES (?, ?, ?)', [owner, now, via]);
-      if (before && !after)
-        await tx.run('UPDATE mam_consent SET withdrawn_at = ? WHERE owner = ? AND withdrawn_at IS NULL', [now, owner]);
+      if (before !== after)
+        await consent(this.server).ledger.record(
+          Jid.parse(owner),
+          { purpose: 'archive', action: after ? 'given' : 'withdrawn', version: null, method: via, at: now },
+          tx,
+        );
     });
     this.cache.set(owner, prefs);
     return { disabled: before && !after };
   }
 
-  async consents(owner: string): Promise<ConsentEntry[]> {
-    const rows = await this.db.all<{ given_at: number; via: string; withdrawn_at: number | null }>(
-      'SELECT given_at, via, withdrawn_at FROM mam_consent WHERE owner = ? ORDER BY seq',
-      [owner],
-    );
-    return rows.map((r) => ({ givenAt: r.given_at, via: r.via, withdrawnAt: r.withdrawn_at }));
-  }
-
   async count(owner: string): Promise<number> {
-    const row = await this.db.get<{ n: number }>(
-      'SELECT (SELECT count(*) FROM mam_prefs WHERE owner = ?) + (SELECT count(*) FROM mam_consent WHERE owner = ?) AS n',
-      [owner, owner],
-    );
+    const row = await this.db.get<{ n: number }>('SELECT count(*) AS n FROM mam_prefs WHERE owner = ?', [owner]);
     return row?.n ?? 0;
   }
 
@@ -188,9 +174,8 @@ export class PrefsStore {
   }
 
   async erase(owner: string, tx: Db): Promise<number> {
-    const consents = (await tx.run('DELETE FROM mam_consent WHERE owner = ?', [owner])).changes;
     const prefs = (await tx.run('DELETE FROM mam_prefs WHERE owner = ?', [owner])).changes;
     this.cache.delete(owner);
-    return consents + prefs;
+    return prefs;
   }
 }

@@ -62,6 +62,20 @@ export const archiveMigrations: Migration[] = [
        END`,
     ],
   },
+  {
+    // Archive consent moved into the consent ledger (src/privacy/consent), which holds every consent.
+    component: 'mam',
+    version: 3,
+    sql: [
+      `INSERT INTO consent_ledger (account, purpose, action, version, method, at)
+         SELECT owner, 'archive', action, NULL, via, at FROM (
+           SELECT seq, 0 AS step, owner, 'given' AS action, via, given_at AS at FROM mam_consent
+           UNION ALL
+           SELECT seq, 1, owner, 'withdrawn', via, withdrawn_at FROM mam_consent WHERE withdrawn_at IS NOT NULL
+         ) ORDER BY at, seq, step`,
+      'DROP TABLE mam_consent',
+    ],
+  },
 ];
 
 /** Rows deleted per statement, so that a large purge never holds up routing for long. */

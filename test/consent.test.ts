@@ -155,7 +155,7 @@ describe('consent: terms, notices and the gate', () => {
     );
   });
 
-  test('the terms can be read with the tos command before authentication', async () => {
+  test('the terms can be read, and accepted for a registration, with the tos command before authentication', async () => {
     const raw = await RawClient.connect(server.port);
     await raw.startTls(server.domain);
     await raw.write(
@@ -165,7 +165,24 @@ describe('consent: terms, notices and the gate', () => {
     assert.match(reply, /status="executing"/);
     assert.match(reply, /<tos xmlns="urn:xmpp:tos:0" version="v1"><document><title>Terms of Service<\/title>/);
     assert.match(reply, /<required-flag var="urn:xmpp:tos:0#accept"\/>/);
+    const session = /sessionid="([^"]+)"/.exec(reply)?.[1];
+    // Accepting before authentication counts for a registration on the same stream, legacy fields included.
+    await raw.write(
+      `<iq type='set' id='t2' to='${server.domain}'><command xmlns='${NS_COMMANDS}' node='${NS_TOS}' sessionid='${session}' action='complete'>${form(
+        { FORM_TYPE: NS_TOS, [`${NS_TOS}#version`]: 'v1', [`${NS_TOS}#accept`]: 'true' },
+      )}</command></iq>`,
+    );
+    await raw.waitFor(/<iq type="result" id="t2".*?status="completed".*?register now/);
+    await raw.write(
+      `<iq type='set' id='r' ><query xmlns='jabber:iq:register'><username>dora</username><password>a fine password</password></query></iq>`,
+    );
+    await raw.waitFor(/<iq type="result" id="r"/);
     raw.destroy();
+    const dora = Jid.parse(`dora@${server.domain}`);
+    assert.deepEqual(
+      (await service.ledger.history(dora)).map((e) => [e.version, e.method]),
+      [['v1', 'in-band-registration']],
+    );
   });
 
   test('a new version: one notice to those online, at once, with a link that works once', async () => {

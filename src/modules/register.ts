@@ -11,6 +11,7 @@ import { buildForm, readSubmittedForm } from '../xml/dataform.js';
 import { type XmlElement, x } from '../xml/element.js';
 import { Jid, JidError } from '../xml/jid.js';
 import { invitations } from './invite/index.js';
+import { ACCEPTED_BEFORE_LOGIN } from './tos.js';
 
 /**
  * XEP-0077 in-band registration: creating an account before authentication (off unless
@@ -144,11 +145,11 @@ export const registerModule: LetheModule = {
             'not-acceptable',
             `the password must have at least ${cfg.minPasswordLength} characters`,
           );
-        if (policy) {
+        if (policy && ev.state.get(ACCEPTED_BEFORE_LOGIN) !== policy.version) {
           const form = readSubmittedForm(query);
           const problem = form
             ? acceptanceProblem(form, policy)
-            : `this server asks you to accept its terms of service and privacy policy (version ${policy.version}): use a client that shows the registration form${webHint(server)}`;
+            : `this server asks you to accept its terms of service and privacy policy (version ${policy.version}): use a client that shows the registration form or the terms command (urn:xmpp:tos:0)${webHint(server)}`;
           if (problem) throw new StanzaError('not-acceptable', problem);
         }
         let jid: Jid;

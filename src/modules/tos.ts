@@ -19,6 +19,8 @@ import { messageArchive } from './mam/index.js';
 
 const NS_TOS = 'urn:xmpp:tos:0';
 const ARCHIVE_FIELD = 'urn:lethe:consent#archive';
+/** Per-stream state: the version accepted with the command before authentication. */
+export const ACCEPTED_BEFORE_LOGIN = 'tos';
 
 function fields(server: Server, archiveOn: boolean | undefined): FieldSpec[] {
   const policy = consent(server).current;
@@ -127,12 +129,21 @@ export const tosModule: LetheModule = {
         answer(reply);
         return true;
       }
-      // Stateless before authentication: a later step ends the command, recording nothing.
+      // Before authentication there is nobody to record it for: an acceptance is remembered for this
+      // stream, and in-band registration on it counts it (for clients that register with the legacy fields).
       reply.setAttr('status', action === 'cancel' ? 'canceled' : 'completed');
-      if (action !== 'cancel' && readSubmittedForm(command)?.get('FORM_TYPE') !== undefined)
+      const values = action === 'cancel' ? undefined : readSubmittedForm(command);
+      const policy = consent(server).current;
+      if (values && policy) {
+        const problem = acceptanceProblem(values, policy);
+        if (!problem) ev.state.set(ACCEPTED_BEFORE_LOGIN, policy.version);
         reply
-          .c('note', { type: 'info' })
-          .t('Nothing was recorded: you are not logged in. Accept the terms when you register, or after logging in.');
+          .c('note', { type: problem ? 'error' : 'info' })
+          .t(
+            problem ??
+              `Noted for this connection: register now and your acceptance of version ${policy.version} is recorded with your account. Nothing is recorded if you log in to an existing account instead; accept again then.`,
+          );
+      }
       answer(reply);
       return true;
     });

@@ -2,7 +2,7 @@
 // starting real servers in their own directories on loopback.
 
 import { type SpawnOptions, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -199,4 +199,61 @@ export async function terminate(pid: number, graceMs = 10_000): Promise<void> {
 /** Spawns a long-running server process detached from our stdio, logging to a file descriptor. */
 export function spawnServer(cmd: string, args: string[], logFd: number, opts: SpawnOptions = {}) {
   return spawn(cmd, args, { ...opts, stdio: ['ignore', logFd, logFd] });
+}
+
+/** How a server that runs as our child process is started, and what to tell when it does not come up. */
+export interface Launch {
+  command: string;
+  args: string[];
+  cwd?: string;
+  /** Where its standard output and error go. */
+  logFile: string;
+  /** Appended to the error when it does not answer (where to look). */
+  failureDetail(): string;
+}
+
+/**
+ * A server run as our own child process (Lethe, Prosody; ejabberd has its own control tool): start
+ * it, wait until it answers a stream header on its port, and stop it.
+ */
+export abstract class ChildServer implements BenchServer {
+  abstract readonly name: string;
+  private pid: number | undefined;
+  private exited = true;
+  protected domain = '';
+
+  constructor(
+    protected readonly dir: string,
+    readonly port: number,
+    protected readonly directTlsPort: number,
+  ) {}
+
+  abstract prepare(setup: BenchSetup): Promise<number>;
+  abstract version(): Promise<string>;
+  protected abstract launch(): Launch;
+
+  async start(): Promise<number> {
+    const launch = this.launch();
+    const logFd = openSync(launch.logFile, 'a');
+    const child = spawnServer(launch.command, launch.args, logFd, launch.cwd ? { cwd: launch.cwd } : {});
+    closeSync(logFd);
+    this.exited = false;
+    child.on('exit', () => {
+      this.exited = true;
+    });
+    if (child.pid === undefined) throw new ServerUnavailable(`${this.name} failed to spawn`);
+    this.pid = child.pid;
+    try {
+      await waitForStream(this.port, this.domain, 30_000, () => !this.exited);
+    } catch (err) {
+      await this.stop();
+      throw new ServerUnavailable(`${this.name} did not start: ${(err as Error).message}${launch.failureDetail()}`);
+    }
+    return this.pid;
+  }
+
+  async stop(): Promise<void> {
+    if (this.pid !== undefined && !this.exited && processAlive(this.pid)) await terminate(this.pid);
+    this.pid = undefined;
+  }
 }

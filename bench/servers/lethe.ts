@@ -2,36 +2,24 @@
 // comparison) until its CLI (package.json "bin".lethe) is built and supports
 // `user bulk-add` and `start`.
 
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import {
-  type BenchServer,
   type BenchSetup,
-  processAlive,
+  ChildServer,
+  type Launch,
   render,
   run,
   SCRAM_ITERATIONS,
   ServerUnavailable,
-  spawnServer,
-  terminate,
-  waitForStream,
 } from './common.js';
 
 const REPO = fileURLToPath(new URL('../../../', import.meta.url));
 const PKG = JSON.parse(readFileSync(`${REPO}package.json`, 'utf8')) as { version?: string; bin?: { lethe?: string } };
 const CLI = `${REPO}${PKG.bin?.lethe ?? 'dist/src/cli/main.js'}`;
 
-export class LetheServer implements BenchServer {
+export class LetheServer extends ChildServer {
   readonly name = 'lethe';
-  private pid: number | undefined;
-  private exited = true;
-  private domain = '';
-
-  constructor(
-    private readonly dir: string,
-    readonly port: number,
-    private readonly directTlsPort: number,
-  ) {}
 
   private get config(): string {
     return `${this.dir}/lethe.yaml`;
@@ -78,30 +66,18 @@ export class LetheServer implements BenchServer {
     return (performance.now() - t0) / 1000;
   }
 
-  async start(): Promise<number> {
+  protected launch(): Launch {
     const logFile = `${this.dir}/lethe.log`;
-    const logFd = openSync(logFile, 'a');
-    const child = spawnServer(process.execPath, [CLI, '--config', this.config, 'start'], logFd, { cwd: REPO });
-    closeSync(logFd);
-    this.exited = false;
-    child.on('exit', () => {
-      this.exited = true;
-    });
-    if (child.pid === undefined) throw new ServerUnavailable('lethe failed to spawn');
-    this.pid = child.pid;
-    try {
-      await waitForStream(this.port, this.domain, 30_000, () => !this.exited);
-    } catch (err) {
-      await this.stop();
-      const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().slice(-500) : '';
-      throw new ServerUnavailable(`lethe did not start: ${(err as Error).message}${tail ? `\n${tail}` : ''}`);
-    }
-    return this.pid;
-  }
-
-  async stop(): Promise<void> {
-    if (this.pid !== undefined && !this.exited && processAlive(this.pid)) await terminate(this.pid);
-    this.pid = undefined;
+    return {
+      command: process.execPath,
+      args: [CLI, '--config', this.config, 'start'],
+      cwd: REPO,
+      logFile,
+      failureDetail: () => {
+        const tail = existsSync(logFile) ? readFileSync(logFile, 'utf8').trim().slice(-500) : '';
+        return tail ? `\n${tail}` : '';
+      },
+    };
   }
 
   async version(): Promise<string> {

@@ -1,20 +1,17 @@
 // Prosody (Debian package) in a directory of its own, started in the foreground.
 
 import { randomUUID } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { scramCredentials } from '../loadgen/scram.js';
 import {
-  type BenchServer,
   type BenchSetup,
+  ChildServer,
   commandExists,
   debVersion,
-  processAlive,
+  type Launch,
   render,
   SCRAM_ITERATIONS,
   ServerUnavailable,
-  spawnServer,
-  terminate,
-  waitForStream,
 } from './common.js';
 
 /** util.datamanager's path encoding: every non-alphanumeric byte becomes %xx. */
@@ -28,17 +25,8 @@ function luaString(s: string): string {
   return JSON.stringify(s); // ASCII-only values here; JSON escapes are valid Lua escapes for them
 }
 
-export class ProsodyServer implements BenchServer {
+export class ProsodyServer extends ChildServer {
   readonly name = 'prosody';
-  private pid: number | undefined;
-  private exited = true;
-  private domain = '';
-
-  constructor(
-    private readonly dir: string,
-    readonly port: number,
-    private readonly directTlsPort: number,
-  ) {}
 
   private get config(): string {
     return `${this.dir}/prosody.cfg.lua`;
@@ -83,28 +71,13 @@ export class ProsodyServer implements BenchServer {
     return (performance.now() - t0) / 1000;
   }
 
-  async start(): Promise<number> {
-    const logFd = openSync(`${this.dir}/stdout.log`, 'a');
-    const child = spawnServer('prosody', ['--config', this.config], logFd);
-    closeSync(logFd);
-    this.exited = false;
-    child.on('exit', () => {
-      this.exited = true;
-    });
-    if (child.pid === undefined) throw new ServerUnavailable('prosody failed to spawn');
-    this.pid = child.pid;
-    try {
-      await waitForStream(this.port, this.domain, 30_000, () => !this.exited);
-    } catch (err) {
-      await this.stop();
-      throw new ServerUnavailable(`prosody did not start: ${(err as Error).message} (see ${this.dir}/prosody.log)`);
-    }
-    return this.pid;
-  }
-
-  async stop(): Promise<void> {
-    if (this.pid !== undefined && !this.exited && processAlive(this.pid)) await terminate(this.pid);
-    this.pid = undefined;
+  protected launch(): Launch {
+    return {
+      command: 'prosody',
+      args: ['--config', this.config],
+      logFile: `${this.dir}/stdout.log`,
+      failureDetail: () => ` (see ${this.dir}/prosody.log)`,
+    };
   }
 
   async version(): Promise<string> {

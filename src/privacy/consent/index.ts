@@ -240,7 +240,7 @@ const poller = perServer((server) => {
   return new Periodic(server.log, 'consent check', () => poll(server, state));
 });
 
-/** Runs one check now (tests, and the command line's own process after publishing). */
+/** One check now, as a started server makes every `consent.checkInterval` seconds (without the hourly expiry). */
 export async function checkConsentNow(server: Server): Promise<void> {
   await poll(server, { lastExpiry: Number.POSITIVE_INFINITY });
 }

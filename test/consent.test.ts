@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { checkConsentNow } from '../src/privacy/consent/index.js';
 import { queueNotice } from '../src/privacy/consent/notices.js';
 import type { PolicyVersion } from '../src/privacy/consent/policies.js';
 import { type ConsentService, consent } from '../src/privacy/consent/service.js';
+import { exportUser } from '../src/privacy/export.js';
 import { Jid } from '../src/xml/jid.js';
 import { fetchHttps } from './support/https.js';
 import { startTestServer, type TestServer } from './support/lethe.js';
+import { readZip } from './support/portability.js';
 import { RawClient } from './support/raw.js';
 import { connect, type Element, type TestClient, xml } from './support/xmpp.js';
 
@@ -343,12 +348,16 @@ describe('consent: terms, notices and the gate', () => {
     await c.stop();
   });
 
-  test('the notice sender cannot be registered, and the consent history is exported (json/consent.json of the export)', async () => {
+  test('the notice sender cannot be registered, and the export holds the consent history (json/consent.json)', async () => {
     await assert.rejects(server.addUser('notices'), /notice sender/);
-    const records: Record<string, unknown>[] = [];
     const lethe = server.running.server;
-    const category = lethe.privacy.get('consent');
-    for await (const r of category?.export(alice) ?? []) records.push(r);
+    const out = join(await mkdtemp(join(tmpdir(), 'lethe-consent-')), 'alice.zip');
+    await exportUser(lethe, alice, { out, reason: 'access request', actor: 'tester' });
+    const files = await readZip(out);
+    const { items: records } = JSON.parse((files.get('json/consent.json') as Buffer).toString()) as {
+      items: Record<string, unknown>[];
+    };
+    await rm(dirname(out), { recursive: true });
     assert.deepEqual(
       records.map((r) => [r.purpose, r.action, r.version]),
       [

@@ -8,7 +8,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync 
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type BenchServer, type BenchSetup, portInUse, run, ServerUnavailable } from './servers/common.js';
+import { type BenchServer, type BenchSetup, portInUse, ServerUnavailable, selfSignedCert } from './servers/common.js';
 import { EjabberdServer } from './servers/ejabberd.js';
 import { LetheServer } from './servers/lethe.js';
 import { ProsodyServer } from './servers/prosody.js';
@@ -270,26 +270,7 @@ async function main(): Promise<void> {
     certFile: `${runDir}/cert.pem`,
     keyFile: `${runDir}/key.pem`,
   };
-  const cert = await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-sha256',
-    '-nodes',
-    '-days',
-    '7',
-    '-subj',
-    `/CN=${setup.domain}`,
-    '-addext',
-    `subjectAltName=DNS:${setup.domain}`,
-    '-keyout',
-    setup.keyFile,
-    '-out',
-    setup.certFile,
-  ]);
-  if (cert.code !== 0) throw new Error(`openssl failed: ${cert.stderr}`);
-  chmodSync(setup.keyFile, 0o644); // throwaway key, read by every server user
+  await selfSignedCert(setup.domain, setup.certFile, setup.keyFile);
 
   const makers: Record<ServerName, (dir: string) => BenchServer> = {
     lethe: (d) => new LetheServer(d, ...PORTS.lethe),

@@ -11,7 +11,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { XmppConn } from '../bench/loadgen/connection.js';
 import { attr, STREAM_END, StanzaScanner } from '../bench/loadgen/xml.js';
-import { type BenchServer, type BenchSetup, commandExists, freePort, run } from '../bench/servers/common.js';
+import { type BenchServer, type BenchSetup, commandExists, freePort, selfSignedCert } from '../bench/servers/common.js';
 import { LetheServer } from '../bench/servers/lethe.js';
 
 const LOADGEN = fileURLToPath(new URL('../bench/loadgen/main.js', import.meta.url));
@@ -38,22 +38,7 @@ before(async () => {
     certFile: `${dir}/cert.pem`,
     keyFile: `${dir}/key.pem`,
   };
-  const cert = await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    `/CN=${setup.domain}`,
-    '-keyout',
-    setup.keyFile,
-    '-out',
-    setup.certFile,
-  ]);
-  assert.equal(cert.code, 0, cert.stderr);
+  await selfSignedCert(setup.domain, setup.certFile, setup.keyFile, 1);
   server = await makeServer();
   await server.prepare(setup);
   serverPid = await server.start();

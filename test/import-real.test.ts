@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { client, xml } from '@xmpp/client';
 import type { Element } from '@xmpp/xml';
-import { commandExists, freePort, run } from '../bench/servers/common.js';
+import { commandExists, freePort, run, selfSignedCert } from '../bench/servers/common.js';
 import { EjabberdServer } from '../bench/servers/ejabberd.js';
 import { ProsodyServer } from '../bench/servers/prosody.js';
 import { importPie } from '../src/privacy/import.js';
@@ -33,23 +33,7 @@ before(async () => {
   // ejabberd runs as its own user and must reach its directory.
   chmodSync(base, 0o755);
   cert = { certFile: join(base, 'cert.pem'), keyFile: join(base, 'key.pem') };
-  const r = await run('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '1',
-    '-subj',
-    `/CN=${DOMAIN}`,
-    '-keyout',
-    cert.keyFile,
-    '-out',
-    cert.certFile,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  chmodSync(cert.keyFile, 0o644);
+  await selfSignedCert(DOMAIN, cert.certFile, cert.keyFile, 1);
 });
 
 after(() => rmSync(base, { recursive: true, force: true }));

@@ -30,6 +30,7 @@ import { openServer } from '../../src/lethe.js';
 import { ArchiveWriter, PURPOSE } from '../../src/modules/mam/archiver.js';
 import { messageArchive } from '../../src/modules/mam/index.js';
 import { Jid } from '../../src/xml/jid.js';
+import { seededRandom } from '../random.js';
 import { freePort, processAlive, spawnServer, terminate, waitForStream } from '../servers/common.js';
 
 const CLI = fileURLToPath(new URL('../../src/cli/main.js', import.meta.url));
@@ -74,18 +75,6 @@ const FILL_TIMEOUT_MS = int('fill-timeout', values['fill-timeout'], 1) * 1000;
 const log = (msg: string) => process.stderr.write(`[bench:mam] ${msg}\n`);
 const round = (x: number, digits = 2) => Math.round(x * 10 ** digits) / 10 ** digits;
 
-/** Small seeded PRNG (mulberry32): the same archive from run to run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const WORDS = 'the a to and of in is it you that we on for have this with be are not at see will can just meet'.split(
   ' ',
 );
@@ -117,7 +106,7 @@ async function fill(dir: string, configPath: string) {
       'xep-0441',
     );
 
-    const rand = random(1);
+    const rand = seededRandom(1);
     const now = Date.now();
     const first = now - DAYS * DAY_MS + 60_000;
     const step = (now - 60_000 - first) / N;

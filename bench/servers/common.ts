@@ -2,7 +2,7 @@
 // starting real servers in their own directories on loopback.
 
 import { type SpawnOptions, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { chmodSync, closeSync, openSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -256,4 +256,31 @@ export abstract class ChildServer implements BenchServer {
     if (this.pid !== undefined && !this.exited && processAlive(this.pid)) await terminate(this.pid);
     this.pid = undefined;
   }
+}
+
+/**
+ * A throwaway self-signed certificate for `domain` (RSA 2048, SHA-256, with the name as SAN), its
+ * key readable by every user: servers that run as their own user (ejabberd, Prosody) must read it.
+ */
+export async function selfSignedCert(domain: string, certFile: string, keyFile: string, days = 7): Promise<void> {
+  const r = await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-sha256',
+    '-nodes',
+    '-days',
+    String(days),
+    '-subj',
+    `/CN=${domain}`,
+    '-addext',
+    `subjectAltName=DNS:${domain}`,
+    '-keyout',
+    keyFile,
+    '-out',
+    certFile,
+  ]);
+  if (r.code !== 0) throw new Error(`openssl failed: ${r.stderr}`);
+  chmodSync(keyFile, 0o644);
 }

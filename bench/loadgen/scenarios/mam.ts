@@ -10,6 +10,7 @@
 // chronological order, and each result within the filter (peer, time window).
 // A query counts only when its page passes these checks.
 
+import { seededRandom } from '../../random.js';
 import type { XmppConn } from '../connection.js';
 import { loginAccount, type Options } from '../options.js';
 import { cpuPercent, ErrorLog, progress, readCpuMs, round2, Samples, summarize } from '../util.js';
@@ -56,18 +57,6 @@ interface KindStats {
   /** `<count>` of the last page, the size of the whole result set the server reported. */
   lastCount: number | null;
   mismatches: number;
-}
-
-/** Small seeded PRNG (mulberry32), so windows and peers repeat from run to run. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const bare = (jid: string | undefined) => (jid ?? '').split('/')[0]?.toLowerCase() ?? '';
@@ -208,7 +197,7 @@ export async function mam(o: Options, deadline: number): Promise<Record<string, 
   }
   const span = Math.max(0, spanEnd - spanStart);
   const windowMs = o.rangeWindowMs ?? Math.max(1000, span / 30);
-  const rand = random(o.seed);
+  const rand = seededRandom(o.seed);
   const specFor = (kind: Kind): Spec => {
     if (kind === 'latest') return { latest: true };
     if (kind === 'with') return { latest: true, with: peerList[Math.floor(rand() * peerList.length)] as string };

@@ -13,7 +13,7 @@ import { fetchHttps } from './support/https.js';
 import { startTestServer, type TestServer } from './support/lethe.js';
 import { readZip } from './support/portability.js';
 import { RawClient } from './support/raw.js';
-import { connect, type Element, type TestClient, xml } from './support/xmpp.js';
+import { connect, type Element, messageRefused, type TestClient, xml } from './support/xmpp.js';
 
 /**
  * Consent end to end (issue #5): versioned terms, acceptance at in-band registration, one notice per
@@ -88,13 +88,6 @@ async function tosCommand(
   return reply.getChild('command', NS_COMMANDS) as Element;
 }
 
-async function messageFails(from: TestClient, to: Jid, body: string): Promise<Element | undefined> {
-  await from.send(xml('message', { to: to.toString(), type: 'chat', id: body }, xml('body', {}, body)));
-  return from
-    .waitFor((el) => el.is('message') && el.attrs.id === body && el.attrs.type === 'error', 1500)
-    .catch(() => undefined);
-}
-
 describe('consent: terms, notices and the gate', () => {
   let server: TestServer;
   let service: ConsentService;
@@ -127,30 +120,23 @@ describe('consent: terms, notices and the gate', () => {
     assert.match(get, /var="urn:xmpp:tos:0#version" type="hidden"><value>v1</);
     assert.match(get, /var="urn:xmpp:tos:0#accept" type="boolean".*?<required\/>/);
     assert.match(get, /\/policy\/v1\/terms/);
+    // The form of version v1, as alice fills it in (accepting or not).
+    const registration = (id: string, accept: boolean) =>
+      `<iq type='set' id='${id}'><query xmlns='jabber:iq:register'>${form({
+        FORM_TYPE: 'jabber:iq:register',
+        username: 'alice',
+        password: 'a fine password',
+        [`${NS_TOS}#version`]: 'v1',
+        [`${NS_TOS}#accept`]: String(accept),
+      })}</query></iq>`;
     await raw.write(
       `<iq type='set' id='legacy'><query xmlns='jabber:iq:register'><username>alice</username><password>a fine password</password></query></iq>`,
     );
     await raw.waitFor(/id="legacy">.*?<not-acceptable.*?accept its terms/);
-    await raw.write(
-      `<iq type='set' id='no'><query xmlns='jabber:iq:register'>${form({
-        FORM_TYPE: 'jabber:iq:register',
-        username: 'alice',
-        password: 'a fine password',
-        [`${NS_TOS}#version`]: 'v1',
-        [`${NS_TOS}#accept`]: 'false',
-      })}</query></iq>`,
-    );
+    await raw.write(registration('no', false));
     await raw.waitFor(/id="no">.*?<not-acceptable.*?you have to accept the terms/);
     assert.equal(await server.running.server.accounts.exists(alice), false);
-    await raw.write(
-      `<iq type='set' id='yes'><query xmlns='jabber:iq:register'>${form({
-        FORM_TYPE: 'jabber:iq:register',
-        username: 'alice',
-        password: 'a fine password',
-        [`${NS_TOS}#version`]: 'v1',
-        [`${NS_TOS}#accept`]: 'true',
-      })}</query></iq>`,
-    );
+    await raw.write(registration('yes', true));
     await raw.waitFor(/<iq type="result" id="yes"/);
     raw.destroy();
     const history = await service.ledger.history(alice);
@@ -226,7 +212,7 @@ describe('consent: terms, notices and the gate', () => {
 
   test('after it, messages and subscription requests to others fail with policy-violation and the link', async () => {
     service.clock = () => Date.now() + 8 * DAY;
-    const error = await messageFails(a, bob, 'blocked');
+    const error = await messageRefused(a, bob, 'blocked');
     assert.ok(error, 'the message is refused');
     const err = error.getChild('error') as Element;
     assert.equal(err.attrs.type, 'cancel');
@@ -252,18 +238,18 @@ describe('consent: terms, notices and the gate', () => {
     const refused = await tosCommand(a, server, false);
     assert.equal(refused.attrs.status, 'executing', 'not accepted: the form again');
     assert.equal(refused.getChild('note')?.attrs.type, 'error');
-    assert.ok(await messageFails(a, bob, 'still blocked'));
+    assert.ok(await messageRefused(a, bob, 'still blocked'));
     const done = await tosCommand(a, server, true);
     assert.equal(done.attrs.status, 'completed');
     assert.match(done.getChildText('note') ?? '', /accepted version v2/);
-    assert.equal(await messageFails(a, bob, 'free again'), undefined);
+    assert.equal(await messageRefused(a, bob, 'free again'), undefined);
     await b.waitFor((el) => el.getChildText('body') === 'free again', 5000, 'the message after acceptance');
     const last = (await service.ledger.history(alice)).at(-1);
     assert.deepEqual([last?.version, last?.method], ['v2', 'ad-hoc']);
   });
 
   test('accepting on the web page with the notice’s link lifts the gate too, and the link works once', async () => {
-    assert.ok(await messageFails(b, alice, 'bob blocked'));
+    assert.ok(await messageRefused(b, alice, 'bob blocked'));
     const notice = b.received.find(isNotice(server)) as Element;
     const link = new URL(/https:\/\/\S+/.exec(notice.getChildText('body') ?? '')?.[0] as string);
     const port = server.running.ports.http as number;
@@ -282,7 +268,7 @@ describe('consent: terms, notices and the gate', () => {
     const accepted = await post(new URLSearchParams({ token, version: 'v2', accept: 'yes' }).toString());
     assert.equal(accepted.status, 200);
     assert.match(accepted.body.toString(), /accepted version v2/);
-    assert.equal(await messageFails(b, alice, 'bob free'), undefined);
+    assert.equal(await messageRefused(b, alice, 'bob free'), undefined);
     const again = await post(new URLSearchParams({ token, version: 'v2', accept: 'yes' }).toString());
     assert.equal(again.status, 403, 'a used link works no more');
     const last = (await service.ledger.history(bob)).at(-1);

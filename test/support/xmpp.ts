@@ -98,3 +98,14 @@ export async function connect(server: TestServer, username: string, options: Cli
     },
   };
 }
+
+/**
+ * Sends a chat message with `body` (also its id) and resolves with the error that answers it, or
+ * undefined when none comes within `ms`: for asserting that a message is, or no longer is, refused.
+ */
+export async function messageRefused(from: TestClient, to: { toString(): string }, body: string, ms = 1500) {
+  await from.send(xml('message', { to: to.toString(), type: 'chat', id: body }, xml('body', {}, body)));
+  return from
+    .waitFor((el) => el.is('message') && el.attrs.id === body && el.attrs.type === 'error', ms)
+    .catch(() => undefined);
+}
